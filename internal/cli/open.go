@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"filippo.io/age"
+	"golang.org/x/term"
+
+	"github.com/hartonomous/hartvault/internal/engine"
+	"github.com/hartonomous/hartvault/internal/engine/files"
+	"github.com/hartonomous/hartvault/internal/plan"
+	"github.com/hartonomous/hartvault/internal/repo"
+	"github.com/hartonomous/hartvault/internal/stream"
+)
+
+// repoOptions turns the plan's repository section into repository options. Secrets
+// are read only when a command needs them, and never appear in messages.
+func (a *app) repoOptions(p *plan.Plan) repo.Options {
+	r := p.Repository
+	opts := repo.Options{
+		URL:         r.URL,
+		Replicas:    r.Replicas,
+		Compression: r.Compression,
+		Level:       r.CompressionLevel,
+		VolumeSize:  int64(r.VolumeSize),
+		TempDir:     r.TempDir,
+		Logger:      a.logger(),
+		Now:         a.now,
+		ToolVersion: "hartvault " + Version,
+	}
+	switch {
+	case r.Encryption == "none":
+		opts.Keys.None = true
+	case r.PassphraseEnv != "":
+		name := r.PassphraseEnv
+		opts.Keys.Passphrase = func() (string, error) {
+			v := a.env.Getenv(name)
+			if v == "" {
+				return "", fmt.Errorf("the passphrase variable %s (repository.passphrase_env in %s) is not set", name, p.Path)
+			}
+			return v, nil
+		}
+	case r.PassphraseFile != "":
+		path := r.PassphraseFile
+		opts.Keys.Passphrase = func() (string, error) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return "", fmt.Errorf("passphrase file (repository.passphrase_file in %s): %w", p.Path, err)
+			}
+			v := strings.TrimRight(string(b), "\r\n")
+			if v == "" {
+				return "", fmt.Errorf("passphrase file %s is empty", path)
+			}
+			return v, nil
+		}
+	case len(r.Recipients) > 0:
+		opts.Keys.Recipients = r.Recipients
+		if r.IdentityFile != "" {
+			path := r.IdentityFile
+			opts.Keys.Identities = func() ([]age.Identity, error) { return stream.ReadIdentityFile(path) }
+		}
+	}
+	return opts
+}
+
+// openRepo loads the plan and opens its repository.
+func (a *app) openRepo(ctx context.Context) (*plan.Plan, *repo.Repo, error) {
+	p, err := a.loadPlan()
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := repo.Open(ctx, a.repoOptions(p))
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, r, nil
+}
+
+// engineFor builds the engine of a plan source.
+func engineFor(p *plan.Plan, name string) (engine.Engine, error) {
+	src := p.Source(name)
+	if src == nil {
+		var names []string
+		for _, s := range p.Sources {
+			names = append(names, s.Name)
+		}
+		return nil, usagef("no source %q in %s (sources: %s)", name, p.Path, strings.Join(names, ", "))
+	}
+	switch src.Kind {
+	case plan.KindFiles:
+		return files.New(*src), nil
+	}
+	return nil, fmt.Errorf("source %s: kind %s is not supported by this build", name, src.Kind)
+}
+
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

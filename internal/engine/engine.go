@@ -1,0 +1,108 @@
+// Package engine defines what every engine (file sets, PostgreSQL, SQL Server, Neo4j)
+// provides, and runs a backup around an engine: lock, cleanup of interrupted runs,
+// the engine's own work, replicas. An engine knows its database, not storage: it
+// writes through the repository's pack writers and manifests.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/hartonomous/hartvault/internal/repo"
+)
+
+// Progress receives byte counts for a progress bar. Implementations must be safe for
+// concurrent use.
+type Progress interface {
+	SetTotal(n int64)
+	Add(n int64)
+}
+
+// NoProgress discards progress.
+type NoProgress struct{}
+
+func (NoProgress) SetTotal(int64) {}
+func (NoProgress) Add(int64)      {}
+
+// BackupRequest asks an engine for one backup.
+type BackupRequest struct {
+	Repo *repo.Repo
+	Lock *repo.Lock
+	// Type is "full" or "diff" ("" lets the engine choose its default).
+	Type     string
+	Tag      string
+	Force    bool
+	Progress Progress
+	Log      *slog.Logger
+}
+
+// RestoreRequest asks an engine to restore a chosen backup into a target.
+type RestoreRequest struct {
+	Repo     *repo.Repo
+	Backup   *repo.Manifest
+	Target   string
+	Force    bool
+	Progress Progress
+	Log      *slog.Logger
+}
+
+// Engine backs up and restores one source.
+type Engine interface {
+	Source() string
+	Kind() string
+	// Backup takes one backup and commits it, or returns *UnchangedError when the
+	// source has not changed since its last backup and a new one would be identical.
+	Backup(ctx context.Context, req BackupRequest) (*repo.Manifest, error)
+	Restore(ctx context.Context, req RestoreRequest) error
+}
+
+// UnchangedError says no backup was needed.
+type UnchangedError struct {
+	Source string
+	Last   *repo.Manifest
+}
+
+func (e *UnchangedError) Error() string {
+	return fmt.Sprintf("%s is unchanged since backup %s: no new backup taken (--force takes one anyway)", e.Source, e.Last.ID)
+}
+
+// Result is what RunBackup did.
+type Result struct {
+	Manifest  *repo.Manifest
+	Leftovers []string // interrupted backups whose data was removed
+	Replicas  []repo.ReplicaReport
+}
+
+// RunBackup takes the source's lock, removes what interrupted runs left, runs the
+// engine's backup, and brings replicas up to date. Replica failures do not fail the
+// backup (it is committed on the primary); they are in Result.Replicas.
+func RunBackup(ctx context.Context, eng Engine, req BackupRequest) (*Result, error) {
+	lock, err := req.Repo.Lock(ctx, eng.Source(), "backup")
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release(context.WithoutCancel(ctx))
+	req.Lock = lock
+	if req.Progress == nil {
+		req.Progress = NoProgress{}
+	}
+	if req.Log == nil {
+		req.Log = slog.New(slog.DiscardHandler)
+	}
+	res := &Result{}
+	res.Leftovers, err = req.Repo.CleanLeftovers(ctx, eng.Source(), "")
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range res.Leftovers {
+		req.Log.Info("removed the data of an interrupted backup", "source", eng.Source(), "backup", id)
+	}
+	m, err := eng.Backup(ctx, req)
+	if err != nil {
+		return res, err
+	}
+	res.Manifest = m
+	res.Replicas = req.Repo.SyncReplicas(ctx, eng.Source())
+	return res, nil
+}

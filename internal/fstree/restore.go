@@ -1,0 +1,341 @@
+package fstree
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/hartonomous/hartvault/internal/repo"
+)
+
+const stagingPrefix = ".hartvault-restore-"
+
+// ErrNotEmpty is returned when a restore target holds files and --force was not given.
+var ErrNotEmpty = errors.New("target is not empty")
+
+// Target is a restore destination. Files are written into a staging directory inside
+// it, and moved into place only when everything is written and checked; Abort
+// leaves the target as it was found.
+type Target struct {
+	dir     string
+	staging string
+	created bool // dir did not exist before
+	force   bool
+	exact   bool
+}
+
+// TargetOptions tune PrepareTarget.
+type TargetOptions struct {
+	// Force allows a non-empty target: the restored top-level entries replace those
+	// of the same name.
+	Force bool
+	// Exact (with Force) makes the target hold only the restored entries: anything
+	// else in it is removed on commit (a database directory must not keep strays).
+	Exact bool
+}
+
+// PrepareTarget checks dir and sets up its staging directory. A non-empty dir is
+// refused unless opts.Force.
+func PrepareTarget(dir string, opts TargetOptions) (*Target, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	t := &Target{dir: abs, force: opts.Force, exact: opts.Exact}
+	info, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return nil, fmt.Errorf("create target %s: %w", abs, err)
+		}
+		t.created = true
+	case err != nil:
+		return nil, fmt.Errorf("target %s: %w", abs, err)
+	case !info.IsDir():
+		return nil, fmt.Errorf("target %s is not a directory", abs)
+	default:
+		names, err := t.existing()
+		if err != nil {
+			return nil, err
+		}
+		if len(names) > 0 && !opts.Force {
+			return nil, fmt.Errorf("%w: %s holds %d entries (use --force to overwrite)", ErrNotEmpty, abs, len(names))
+		}
+	}
+	t.staging, err = os.MkdirTemp(abs, stagingPrefix)
+	if err != nil {
+		t.Abort()
+		return nil, fmt.Errorf("create staging directory in %s: %w", abs, err)
+	}
+	return t, nil
+}
+
+// existing lists the target's entries, removing staging directories left by a
+// restore that was killed.
+func (t *Target) existing() ([]string, error) {
+	des, err := os.ReadDir(t.dir)
+	if err != nil {
+		return nil, fmt.Errorf("read target %s: %w", t.dir, err)
+	}
+	var names []string
+	for _, de := range des {
+		if strings.HasPrefix(de.Name(), stagingPrefix) {
+			if p := filepath.Join(t.dir, de.Name()); p != t.staging {
+				os.RemoveAll(p)
+			}
+			continue
+		}
+		names = append(names, de.Name())
+	}
+	return names, nil
+}
+
+// Dir is the final target directory.
+func (t *Target) Dir() string { return t.dir }
+
+// Staging is where files are written before Commit.
+func (t *Target) Staging() string { return t.staging }
+
+// Commit moves the staged entries into the target.
+func (t *Target) Commit() error {
+	staged, err := os.ReadDir(t.staging)
+	if err != nil {
+		return err
+	}
+	if t.force {
+		keep := map[string]bool{}
+		for _, de := range staged {
+			keep[de.Name()] = true
+		}
+		names, err := t.existing()
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if keep[n] || t.exact {
+				if err := os.RemoveAll(filepath.Join(t.dir, n)); err != nil {
+					return fmt.Errorf("replace %s: %w", filepath.Join(t.dir, n), err)
+				}
+			}
+		}
+	}
+	for _, de := range staged {
+		if err := os.Rename(filepath.Join(t.staging, de.Name()), filepath.Join(t.dir, de.Name())); err != nil {
+			return fmt.Errorf("move restored %s into place: %w", de.Name(), err)
+		}
+	}
+	if err := os.Remove(t.staging); err != nil {
+		return err
+	}
+	return syncDir(t.dir)
+}
+
+// Abort removes everything the restore wrote.
+func (t *Target) Abort() {
+	if t.staging != "" {
+		os.RemoveAll(t.staging)
+	}
+	if t.created {
+		os.Remove(t.dir)
+	}
+}
+
+// Writer writes manifest files into a directory. WriteExtent is safe for concurrent use.
+type Writer struct {
+	root string
+	mu   sync.Mutex
+	dirs map[string]bool
+}
+
+// NewWriter writes under root (usually a Target's staging directory).
+func NewWriter(root string) *Writer { return &Writer{root: root, dirs: map[string]bool{}} }
+
+func (w *Writer) abs(p string) string { return filepath.Join(w.root, filepath.FromSlash(p)) }
+
+// Prepare creates directories and regular files at their final sizes, so extents
+// can be written into them in any order.
+func (w *Writer) Prepare(files []*repo.File) error {
+	for _, f := range files {
+		if !ValidPath(f.Path) {
+			return fmt.Errorf("manifest holds an unsafe path %q: refusing to restore it", f.Path)
+		}
+	}
+	for _, f := range files {
+		p := w.abs(f.Path)
+		switch f.Type {
+		case repo.TypeDir:
+			if err := os.MkdirAll(p, 0o700); err != nil {
+				return err
+			}
+		case repo.TypeRegular:
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				return err
+			}
+			fh, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			err = fh.Truncate(f.Size)
+			if cerr := fh.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("create %s: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// WriteExtent writes one extent's bytes at its offset.
+func (w *Writer) WriteExtent(f *repo.File, e repo.Extent, data io.Reader) error {
+	p := w.abs(f.Path)
+	fh, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", f.Path, err)
+	}
+	_, err = io.Copy(io.NewOffsetWriter(fh, e.Offset), data)
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", f.Path, err)
+	}
+	return nil
+}
+
+// Finish syncs the files to disk and applies symlinks, modes, owners and times.
+// Directories are finished deepest first, so setting a file's time does not
+// disturb its directory's.
+func (w *Writer) Finish(ctx context.Context, files []*repo.File, workers int) error {
+	if err := w.syncFiles(ctx, files, workers); err != nil {
+		return err
+	}
+	var dirs []*repo.File
+	for _, f := range files {
+		p := w.abs(f.Path)
+		switch f.Type {
+		case repo.TypeSymlink:
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				return err
+			}
+			if err := os.Symlink(filepath.FromSlash(f.Link), p); err != nil {
+				return fmt.Errorf("restore symlink %s: %w", f.Path, err)
+			}
+			if err := restoreOwner(p, f.Owner); err != nil {
+				return fmt.Errorf("restore owner of %s: %w", f.Path, err)
+			}
+		case repo.TypeRegular:
+			if err := applyMeta(p, f); err != nil {
+				return err
+			}
+		case repo.TypeDir:
+			dirs = append(dirs, f)
+		}
+	}
+	sort.Slice(dirs, func(i, j int) bool {
+		return strings.Count(dirs[i].Path, "/") > strings.Count(dirs[j].Path, "/")
+	})
+	for _, d := range dirs {
+		p := w.abs(d.Path)
+		if err := syncDir(p); err != nil {
+			return err
+		}
+		if err := applyMeta(p, d); err != nil {
+			return err
+		}
+	}
+	return syncDir(w.root)
+}
+
+func applyMeta(p string, f *repo.File) error {
+	if err := restoreOwner(p, f.Owner); err != nil {
+		return fmt.Errorf("restore owner of %s: %w", f.Path, err)
+	}
+	if err := os.Chmod(p, f.Mode); err != nil {
+		return fmt.Errorf("restore mode of %s: %w", f.Path, err)
+	}
+	if err := os.Chtimes(p, f.ModTime, f.ModTime); err != nil {
+		return fmt.Errorf("restore time of %s: %w", f.Path, err)
+	}
+	return nil
+}
+
+func (w *Writer) syncFiles(ctx context.Context, files []*repo.File, workers int) error {
+	work := make(chan *repo.File)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for i := 0; i < max(workers, 1); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				if err := syncFile(w.abs(f.Path)); err != nil {
+					select {
+					case errs <- fmt.Errorf("sync %s: %w", f.Path, err):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for _, f := range files {
+		if f.Type != repo.TypeRegular || f.Size == 0 {
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	return ctx.Err()
+}
+
+func syncFile(p string) error {
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Parents returns the manifest directories that must exist for p ("a/b/c" -> a, a/b).
+func Parents(p string) []string {
+	var out []string
+	for d := path.Dir(p); d != "." && d != "/"; d = path.Dir(d) {
+		out = append(out, d)
+	}
+	return out
+}
+
+// RestoreFiles writes files of backup m under dir: creates them, streams their
+// content out of the repository (hashes checked), then syncs and applies metadata.
+func RestoreFiles(ctx context.Context, r *repo.Repo, m *repo.Manifest, files []*repo.File, dir string, progress func(int64)) error {
+	w := NewWriter(dir)
+	if err := w.Prepare(files); err != nil {
+		return err
+	}
+	if err := r.ReadFiles(ctx, m, files, progress, w.WriteExtent); err != nil {
+		return err
+	}
+	return w.Finish(ctx, files, r.Options().Workers)
+}
