@@ -235,7 +235,7 @@ func openStore(ctx context.Context, st *storage.Store, opts Options) (*Repo, err
 		return nil, &NotFoundError{URL: st.String()}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read repository metadata at %s: %w", st, err)
+		return nil, fmt.Errorf("read repository metadata: %w", err)
 	}
 	var cfg Config
 	if err := json.Unmarshal(raw, &cfg); err != nil {

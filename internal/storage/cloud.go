@@ -8,12 +8,16 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	gcs "cloud.google.com/go/storage"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	azblobblob "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
@@ -36,6 +40,10 @@ import (
 //
 // Writes go through Bucket.Upload, never Bucket.NewWriter: in gocloud.dev
 // v0.47 the azureblob writer panics in Close when an upload fails.
+//
+// Cloud itself does not retry, but the SDKs under it retry some failures
+// before Cloud sees them (the Azure SDK: 3 retries of 408/429/5xx and
+// connection errors, from 800 ms apart).
 type Cloud struct {
 	bucket  *blob.Bucket
 	scheme  string // azblob, s3 or gs
@@ -87,7 +95,7 @@ func NewCloud(ctx context.Context, rawURL string) (*Cloud, error) {
 		}
 		mux := new(blob.URLMux)
 		mux.RegisterBucket(azureblob.Scheme, &azureblob.URLOpener{
-			MakeClient:        azureblob.NewDefaultClient,
+			MakeClient:        newAzureClient,
 			ServiceURLOptions: *opts,
 		})
 		b, err = mux.OpenBucket(ctx, rawURL)
@@ -101,6 +109,43 @@ func NewCloud(ctx context.Context, rawURL string) (*Cloud, error) {
 	}
 	c.bucket = b
 	return c, nil
+}
+
+// newAzureClient builds the container client from the environment as gocloud's
+// default does (account and key, else SAS token, else connection string, else the
+// default credential chain), but with short SDK retries: the Store retries on top,
+// and the SDK's default (3 retries, 4 s to 60 s apart) made an unreachable account
+// take about a minute to report.
+func newAzureClient(svcURL azureblob.ServiceURL, containerName azureblob.ContainerName) (*container.Client, error) {
+	opts := &container.ClientOptions{}
+	opts.Retry = policy.RetryOptions{MaxRetries: 2, RetryDelay: 250 * time.Millisecond, MaxRetryDelay: 2 * time.Second}
+	containerURL, err := url.JoinPath(string(svcURL), string(containerName))
+	if err != nil {
+		return nil, err
+	}
+	account, key := os.Getenv("AZURE_STORAGE_ACCOUNT"), os.Getenv("AZURE_STORAGE_KEY")
+	conn := os.Getenv("AZURE_STORAGE_CONNECTION_STRING")
+	if conn == "" {
+		conn = os.Getenv("AZURE_STORAGEBLOB_CONNECTIONSTRING")
+	}
+	switch {
+	case account != "" && key != "":
+		cred, err := azblob.NewSharedKeyCredential(account, key)
+		if err != nil {
+			return nil, errors.New("AZURE_STORAGE_KEY is not a valid account key")
+		}
+		return container.NewClientWithSharedKeyCredential(containerURL, cred, opts)
+	case os.Getenv("AZURE_STORAGE_SAS_TOKEN") != "":
+		return container.NewClientWithNoCredential(containerURL, opts)
+	case conn != "":
+		return container.NewClientFromConnectionString(conn, string(containerName), opts)
+	default:
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("no Azure credentials (set AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN, or use a managed identity): %w", err)
+		}
+		return container.NewClient(containerURL, cred, opts)
+	}
 }
 
 func redactURL(u *url.URL) string {
@@ -432,9 +477,9 @@ func (c *Cloud) Create(ctx context.Context) error {
 
 func (c *Cloud) wrap(op, key string, err error) error {
 	if key == "" {
-		return fmt.Errorf("cloud storage %s: %s: %w", c.display, op, err)
+		return fmt.Errorf("%s: %s: %w", c.display, op, err)
 	}
-	return fmt.Errorf("cloud storage %s: %s %q: %w", c.display, op, key, err)
+	return fmt.Errorf("%s: %s %q: %w", c.display, op, key, err)
 }
 
 // classify maps a gocloud error to ErrNotFound, ErrExists, a *TransientError
@@ -453,6 +498,10 @@ func (c *Cloud) classify(ctx context.Context, op, key string, err error, excl bo
 		}
 	}
 	err = condenseAzure(err)
+	if ue != nil && ue.Err != nil {
+		// gocloud's text repeats the key and the whole request URL around the cause.
+		err = condensed{msg: ue.Err.Error(), err: err}
+	}
 	if cerr := ctx.Err(); cerr != nil {
 		// The caller gave up: not worth a retry, whatever the backend said.
 		return c.wrap(op, key, fmt.Errorf("%w (%v)", cerr, err))

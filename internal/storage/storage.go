@@ -6,6 +6,13 @@
 //     azblob://, s3://, gs://). Drivers do not retry.
 //   - Store: wraps a Driver with retries (backoff and jitter) for transient errors and
 //     offers streaming writers whose object appears atomically on Commit.
+//
+// Open takes file:///path (or a plain path), azblob://container, s3://bucket or
+// gs://bucket. Keys follow the same rules on every backend (relative, slash-separated,
+// no "." or ".." segments, no backslashes, control characters or any of "#%?), so a
+// repository can be copied from one to another. Faulty wraps any Driver with
+// injected failures for other packages' tests; storagetest holds the suite every
+// backend passes.
 package storage
 
 import (

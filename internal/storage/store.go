@@ -168,7 +168,8 @@ func (s *Store) retry(ctx context.Context, op, key string, fn func() error) erro
 			return err
 		}
 		if attempt >= s.o.MaxAttempts {
-			return fmt.Errorf("%s: %s: giving up after %d attempts: %w", s.d, opKey(op, key), attempt, err)
+			// err already names the backend and key.
+			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
 		}
 		if err := s.backoff(ctx, op, key, attempt, err); err != nil {
 			return err

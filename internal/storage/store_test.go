@@ -182,7 +182,7 @@ func TestRetryGivesUp(t *testing.T) {
 	sl := &sleeps{}
 	s := testStore(d, sl, 4)
 	_, err := s.Stat(t.Context(), "k")
-	if !IsTransient(err) || !strings.Contains(err.Error(), "giving up after 4 attempts") {
+	if !IsTransient(err) || !strings.Contains(err.Error(), "gave up after 4 attempts") {
 		t.Fatalf("Stat = %v, want a transient error after 4 attempts", err)
 	}
 	if d.count("stat") != 4 || sl.n() != 3 {
