@@ -1,23 +1,13 @@
 package cli
 
 import (
-	"fmt"
 	"time"
+
+	"github.com/hartonomous/hartvault/internal/engine"
 )
 
 // bytesIEC formats a byte count for people.
-func bytesIEC(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func bytesIEC(n int64) string { return engine.Bytes(n) }
 
 func localTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05 MST") }
 

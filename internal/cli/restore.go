@@ -5,15 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hartonomous/hartvault/internal/engine"
-	"github.com/hartonomous/hartvault/internal/repo"
-	"github.com/hartonomous/hartvault/internal/restore"
 )
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -34,7 +30,7 @@ is refused without --force.`,
 			if backupID != "" && to != "" {
 				return usagef("give --backup or --to, not both")
 			}
-			when, err := restore.ParseTime(to, time.Local)
+			when, err := engine.ParseTime(to, time.Local)
 			if err != nil {
 				return usageError{err}
 			}
@@ -48,26 +44,26 @@ is refused without --force.`,
 			if err != nil {
 				return err
 			}
-			backups, err := r.Backups(ctx, eng.Source())
-			if err != nil {
-				return err
-			}
-			m, err := restore.Select(backups, backupID, when)
+			req := engine.RestoreRequest{Repo: r, BackupID: backupID, To: when, Target: target, Force: force, Log: a.logger()}
+			plan, err := eng.PlanRestore(ctx, req)
 			if err != nil {
 				return err
 			}
 			if planOnly {
-				return a.printRestorePlan(cmd, r, m, target, force)
+				a.printRestorePlan(plan, force)
+				return nil
 			}
 			bar := a.progress("restore " + eng.Source())
+			req.Progress = bar
 			start := time.Now()
-			err = eng.Restore(ctx, engine.RestoreRequest{Repo: r, Backup: m, Target: target, Force: force, Progress: bar, Log: a.logger()})
+			err = eng.Restore(ctx, req, plan)
 			bar.Done()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.env.Stdout, "restored %s backup %s (%d files, %s) into %s in %s\n", eng.Source(), m.ID, len(m.Files),
-				bytesIEC(contentBytes(m)), target, roundDuration(time.Since(start)))
+			last := plan.Backups[len(plan.Backups)-1]
+			fmt.Fprintf(a.env.Stdout, "restored %s to %s (backup %s) into %s in %s\n", eng.Source(),
+				localTime(plan.To), last.ID, target, roundDuration(time.Since(start)))
 			return nil
 		},
 	}
@@ -80,60 +76,29 @@ is refused without --force.`,
 	return cmd
 }
 
-func contentBytes(m *repo.Manifest) int64 {
-	var n int64
-	for _, f := range m.Files {
-		n += f.Size
-	}
-	return n
-}
-
-func (a *app) printRestorePlan(cmd *cobra.Command, r *repo.Repo, m *repo.Manifest, target string, force bool) error {
-	chain, err := r.Chain(cmd.Context(), m)
-	if err != nil {
-		return err
-	}
-	var ids []string
-	for id := range chain {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return chain[ids[i]].Finished.Before(chain[ids[j]].Finished) })
-	used := map[string]map[int]bool{}
-	for _, f := range m.Files {
-		for _, e := range f.Extents {
-			b := e.Backup
-			if b == "" {
-				b = m.ID
-			}
-			if used[b] == nil {
-				used[b] = map[int]bool{}
-			}
-			used[b][e.Object] = true
-		}
-	}
+func (a *app) printRestorePlan(plan *engine.RestorePlan, force bool) {
 	out := a.env.Stdout
-	fmt.Fprintf(out, "restore plan for %s\n", m.Source)
-	tag := ""
-	if m.Tag != "" {
-		tag = ", tag " + m.Tag
+	fmt.Fprintf(out, "restore plan for %s (%s)\n", plan.Source, plan.Kind)
+	fmt.Fprintf(out, "  to:      %s\n", localTime(plan.To))
+	if !plan.Earliest.IsZero() {
+		fmt.Fprintf(out, "  window:  %s .. %s (restorable instants)\n", localTime(plan.Earliest), localTime(plan.Latest))
 	}
-	fmt.Fprintf(out, "  backup:  %s (%s%s), finished %s\n", m.ID, m.Type, tag, localTime(m.Finished))
-	var chainDesc []string
-	var objects int
-	var stored int64
-	for _, id := range ids {
-		cm := chain[id]
-		chainDesc = append(chainDesc, fmt.Sprintf("%s (%s)", id, cm.Type))
-		for i := range used[id] {
-			objects++
-			stored += cm.Objects[i].Size
+	for i, m := range plan.Backups {
+		label := "backup:"
+		if i > 0 {
+			label = "  then:"
 		}
+		tag := ""
+		if m.Tag != "" {
+			tag = ", tag " + m.Tag
+		}
+		fmt.Fprintf(out, "  %-8s %s (%s%s), finished %s, %s stored\n", label, m.ID, m.Type, tag, localTime(m.Finished), bytesIEC(m.StoredBytes))
 	}
-	fmt.Fprintf(out, "  chain:   %s\n", strings.Join(chainDesc, " -> "))
-	fmt.Fprintf(out, "  content: %d entries, %s\n", len(m.Files), bytesIEC(contentBytes(m)))
-	fmt.Fprintf(out, "  reads:   %d objects, %s stored\n", objects, bytesIEC(stored))
+	for _, s := range plan.Steps {
+		fmt.Fprintf(out, "  - %s\n", s)
+	}
 	state := "does not exist: will be created"
-	if des, err := os.ReadDir(target); err == nil {
+	if des, err := os.ReadDir(plan.Target); err == nil {
 		switch {
 		case len(des) == 0:
 			state = "empty"
@@ -145,7 +110,8 @@ func (a *app) printRestorePlan(cmd *cobra.Command, r *repo.Repo, m *repo.Manifes
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		state = err.Error()
 	}
-	fmt.Fprintf(out, "  target:  %s (%s)\n", target, state)
+	if plan.Target != "" {
+		fmt.Fprintf(out, "  target:  %s (%s)\n", plan.Target, state)
+	}
 	fmt.Fprintln(out, "nothing was touched (--plan)")
-	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/hartonomous/hartvault/internal/repo"
 )
@@ -37,14 +38,43 @@ type BackupRequest struct {
 	Log      *slog.Logger
 }
 
-// RestoreRequest asks an engine to restore a chosen backup into a target.
+// RestoreRequest asks an engine to restore a source.
 type RestoreRequest struct {
-	Repo     *repo.Repo
-	Backup   *repo.Manifest
+	Repo *repo.Repo
+	// BackupID (an id or a tag) names the backup to restore; when empty, To says
+	// which point to restore to (its zero value is the latest).
+	BackupID string
+	To       Target
+	// Target is where to restore (a directory for files and PostgreSQL).
 	Target   string
 	Force    bool
 	Progress Progress
 	Log      *slog.Logger
+
+	// Engine-specific options; an engine ignores those it has no use for.
+	Database string // SQL Server: the database to restore
+	As       string // SQL Server: restore under this name
+	Apply    bool   // SQL Server CLR: run the deploy script after restoring
+	Start    bool   // PostgreSQL: start the restored cluster and wait for recovery
+	Port     int    // PostgreSQL: the port to start it on
+}
+
+// RestorePlan is what a restore will do, worked out before anything is touched.
+type RestorePlan struct {
+	Source string
+	Kind   string
+	// Backups are the backups the restore reads, oldest first (a full, then its diff).
+	Backups []*repo.Manifest
+	// To is the point restored to: a backup's end, or a time within the window.
+	To time.Time
+	// Earliest and Latest bound the instants the source can be restored to; both
+	// zero when only backup points can be restored (file sets).
+	Earliest, Latest time.Time
+	Target           string
+	// Steps are engine-specific lines (WAL range, T-SQL statements, ...) that --plan prints.
+	Steps []string
+	// Engine carries the engine's own plan from PlanRestore to Restore.
+	Engine any
 }
 
 // Engine backs up and restores one source.
@@ -54,7 +84,10 @@ type Engine interface {
 	// Backup takes one backup and commits it, or returns *UnchangedError when the
 	// source has not changed since its last backup and a new one would be identical.
 	Backup(ctx context.Context, req BackupRequest) (*repo.Manifest, error)
-	Restore(ctx context.Context, req RestoreRequest) error
+	// PlanRestore works out what Restore would do, touching nothing.
+	PlanRestore(ctx context.Context, req RestoreRequest) (*RestorePlan, error)
+	// Restore carries out a plan made by PlanRestore for the same request.
+	Restore(ctx context.Context, req RestoreRequest, plan *RestorePlan) error
 }
 
 // UnchangedError says no backup was needed.

@@ -29,7 +29,8 @@ func commonSourceFields() []string { return []string{"name", "kind"} }
 // table cannot be changed at run time.
 func kindSpecs() map[string]kindSpec {
 	return map[string]kindSpec{
-		KindFiles: {fields: []string{"paths", "exclude"}, validate: validateFiles},
+		KindFiles:    {fields: []string{"paths", "exclude"}, validate: validateFiles},
+		KindPostgres: {fields: []string{"data_dir", "conninfo", "bin_dir"}, validate: validatePostgres},
 	}
 }
 

@@ -50,7 +50,8 @@ type Repository struct {
 
 // Source kinds. See kinds.go for how a kind declares its fields.
 const (
-	KindFiles = "files"
+	KindFiles    = "files"
+	KindPostgres = "postgres"
 )
 
 // Source is one thing to back up.
@@ -63,6 +64,15 @@ type Source struct {
 	// kind: files
 	Paths   []string `yaml:"paths"`
 	Exclude []string `yaml:"exclude"`
+
+	// kind: postgres
+	DataDir  string `yaml:"data_dir"` // the cluster's data directory
+	Conninfo string `yaml:"conninfo"` // libpq connection string (no password: use .pgpass or PGPASSWORD)
+	BinDir   string `yaml:"bin_dir"`  // PostgreSQL binaries; default from PATH or pg_config
+
+	// kind: mssql (fields added with the SQL Server engine)
+
+	// kind: neo4j (fields added with the Neo4j engine)
 }
 
 // Duration is a time span written as 30s, 90m, 26h, 7d or 4w (also combinations Go's

@@ -247,8 +247,10 @@ func TestParseErrors(t *testing.T) {
 			`hartvault.yaml:3: repository.compresion: unknown field`},
 		{"unknown top-level key", repo + "retention: 7d\n",
 			`hartvault.yaml:4: retention: unknown field`},
-		{"unknown source field", src("    paths: [/a]\n    data_dir: /var/lib/pg\n"),
-			`hartvault.yaml:8: sources[0].data_dir: unknown field`},
+		{"unknown source field", src("    paths: [/a]\n    datadir: /var/lib/pg\n"),
+			`hartvault.yaml:8: sources[0].datadir: unknown field`},
+		{"field of another kind", src("    paths: [/a]\n    data_dir: /var/lib/pg\n"),
+			`hartvault.yaml:8: sources[0].data_dir: field data_dir is not valid for kind files`},
 		{"line is not a key", src("    paths: [/a]\n    line: 3\n"),
 			`hartvault.yaml:8: sources[0].line: unknown field`},
 		{"paths is a string", repo + "sources:\n  - name: a\n    kind: files\n    paths: [/a]\n  - name: b\n    kind: files\n    paths: /b\n",
@@ -384,7 +386,7 @@ func TestParseErrors(t *testing.T) {
 
 		// Sources.
 		{"unknown kind", repo + "sources:\n  - name: a\n    kind: filez\n    paths: [/a]\n",
-			`hartvault.yaml:6: sources[0].kind: unknown kind "filez" (want files)`},
+			`hartvault.yaml:6: sources[0].kind: unknown kind "filez" (want files, postgres)`},
 		{"missing name", repo + "sources:\n  - kind: files\n    paths: [/a]\n",
 			`hartvault.yaml:5: sources[0].name: missing required field`},
 		{"missing name in second", repo + "sources:\n  - name: a\n    kind: files\n    paths: [/a]\n  -\n    kind: files\n",
@@ -843,5 +845,31 @@ func TestLoadFromDisk(t *testing.T) {
 	}
 	if p.Repository.URL != fileURL(filepath.Join(dir, "store")) || p.Repository.PassphraseFile != filepath.Join(dir, "pass.txt") || p.Path != path {
 		t.Errorf("got %+v", p)
+	}
+}
+
+func TestPostgresSource(t *testing.T) {
+	head := "repository:\n  url: file:///r\n  encryption: none\nsources:\n  - name: hartonomous\n    kind: postgres\n"
+	p, err := Parse("/etc/hv/hartvault.yaml", []byte(head+"    data_dir: pgdata\n    conninfo: \"host=/var/run/postgresql port=5432 user=postgres dbname=postgres\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Source("hartonomous"); s.DataDir != filepath.Join("/etc/hv", "pgdata") || s.Conninfo == "" {
+		t.Fatalf("postgres source: %+v", s)
+	}
+	for _, c := range []struct{ body, want string }{
+		{"    conninfo: host=x\n", "hartvault.yaml:5: sources[0].data_dir: missing required field"},
+		{"    data_dir: /d\n", "hartvault.yaml:5: sources[0].conninfo: missing required field"},
+		{"    data_dir: /d\n    conninfo: host=x password=hunter2\n", "sources[0].conninfo: must not hold a password"},
+		{"    data_dir: /d\n    conninfo: postgres://u:hunter2@h/db\n", "sources[0].conninfo: must not hold a password"},
+		{"    data_dir: /d\n    conninfo: host=x\n    paths: [/a]\n", "sources[0].paths: field paths is not valid for kind postgres"},
+	} {
+		_, err := Parse("hartvault.yaml", []byte(head+c.body))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.body, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error repeats the password: %v", err)
+		}
 	}
 }

@@ -352,10 +352,70 @@ func contentMatches(ctx context.Context, p string, f *repo.File) (bool, error) {
 	return pos == f.Size, nil
 }
 
+// PlanRestore picks the backup (by id or tag, else the newest finished at or before
+// the target time) and the backups its content is read from.
+func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*engine.RestorePlan, error) {
+	history, err := req.Repo.Backups(ctx, e.src.Name)
+	if err != nil {
+		return nil, err
+	}
+	m, err := engine.Select(history, req.BackupID, req.To)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := req.Repo.Chain(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	plan := &engine.RestorePlan{Source: e.src.Name, Kind: e.Kind(), To: m.Finished, Target: req.Target, Engine: m}
+	for _, cm := range chain {
+		plan.Backups = append(plan.Backups, cm)
+	}
+	repo.SortManifests(plan.Backups)
+	objects, stored := readSet(m, chain)
+	var content int64
+	for _, f := range m.Files {
+		content += f.Size
+	}
+	plan.Steps = []string{
+		fmt.Sprintf("write %d entries (%s) under %s, each path of the source at TARGET/<base name>", len(m.Files), engine.Bytes(content), req.Target),
+		fmt.Sprintf("read %d objects (%s stored), checking every extent's SHA-256", objects, engine.Bytes(stored)),
+	}
+	return plan, nil
+}
+
+// readSet counts the objects a restore of m reads, and their stored size.
+func readSet(m *repo.Manifest, chain map[string]*repo.Manifest) (int, int64) {
+	used := map[string]map[int]bool{}
+	for _, f := range m.Files {
+		for _, x := range f.Extents {
+			b := x.Backup
+			if b == "" {
+				b = m.ID
+			}
+			if used[b] == nil {
+				used[b] = map[int]bool{}
+			}
+			used[b][x.Object] = true
+		}
+	}
+	n, size := 0, int64(0)
+	for b, objs := range used {
+		for i := range objs {
+			n++
+			size += chain[b].Objects[i].Size
+		}
+	}
+	return n, size
+}
+
 // Restore writes the backup's files under req.Target (each path at TARGET/<base
 // name>), through a staging directory: on any failure the target is left as found.
-func (e *Engine) Restore(ctx context.Context, req engine.RestoreRequest) error {
-	m := req.Backup
+func (e *Engine) Restore(ctx context.Context, req engine.RestoreRequest, plan *engine.RestorePlan) error {
+	m, ok := plan.Engine.(*repo.Manifest)
+	if !ok {
+		return fmt.Errorf("restore of %s: plan was not made by the files engine", e.src.Name)
+	}
 	if err := req.Repo.CheckKey(ctx, m); err != nil {
 		return err
 	}

@@ -96,7 +96,12 @@ func TestBackupThroughFaultyStorage(t *testing.T) {
 		t.Fatalf("only %d volumes: the test needs many", len(res.Manifest.Objects))
 	}
 	dst := filepath.Join(t.TempDir(), "restore")
-	if err := eng.Restore(ctx, engine.RestoreRequest{Repo: r, Backup: res.Manifest, Target: dst}); err != nil {
+	req := engine.RestoreRequest{Repo: r, BackupID: res.Manifest.ID, Target: dst}
+	plan, err := eng.PlanRestore(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Restore(ctx, req, plan); err != nil {
 		t.Fatalf("restore through faults: %v", err)
 	}
 	checkTree(t, filepath.Join(dst, "set"), want)
@@ -181,7 +186,12 @@ func TestPermanentStorageErrorLeavesNothing(t *testing.T) {
 		t.Fatalf("stray objects of the failed backup: %v", stray)
 	}
 	dst := filepath.Join(t.TempDir(), "restore")
-	if err := eng.Restore(ctx, engine.RestoreRequest{Repo: r, Backup: res.Manifest, Target: dst}); err != nil {
+	req := engine.RestoreRequest{Repo: r, Target: dst}
+	plan, err := eng.PlanRestore(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Restore(ctx, req, plan); err != nil {
 		t.Fatal(err)
 	}
 	checkTree(t, filepath.Join(dst, "set"), want)

@@ -1,6 +1,4 @@
-// Package restore plans restores: which backups bring a source to a chosen point,
-// and what that will take.
-package restore
+package engine
 
 import (
 	"fmt"
@@ -68,4 +66,18 @@ func Select(backups []*repo.Manifest, backupID string, to Target) (*repo.Manifes
 			to.Time.Format(time.RFC3339), backups[0].Finished.Format(time.RFC3339))
 	}
 	return m, nil
+}
+
+// Bytes formats a byte count for people (1.5 GiB).
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
