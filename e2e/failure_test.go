@@ -135,6 +135,7 @@ func TestUserErrors(t *testing.T) {
 	w.fails(2, `no source "nope"`, "backup", "nope")
 	w.fails(2, "unknown flag", "backup", "assemblies", "--nope")
 	w.fails(2, "--type", "backup", "assemblies", "--type", "incremental")
+	w.fails(1, "not log", "backup", "assemblies", "--type", "log")
 	w.fails(2, "cannot read time", "restore", "assemblies", "--target", t.TempDir(), "--to", "yesterday-ish")
 	w.fails(2, "unknown command", "frobnicate")
 

@@ -22,8 +22,8 @@ changed since its last backup (--force takes one anyway). The new backup's id is
 line of the output.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if typ != repo.TypeFull && typ != repo.TypeDiff {
-				return usagef("--type %q: want full or diff", typ)
+			if typ != repo.TypeFull && typ != repo.TypeDiff && typ != repo.TypeLog {
+				return usagef("--type %q: want full, diff or log", typ)
 			}
 			ctx := cmd.Context()
 			p, r, err := a.openRepo(ctx)
@@ -74,7 +74,7 @@ line of the output.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&typ, "type", repo.TypeFull, "backup type: full or diff")
+	f.StringVar(&typ, "type", repo.TypeFull, "backup type: full, diff, or log (engines with a transaction log)")
 	f.StringVar(&tag, "tag", "", "label kept with the backup (e.g. an assembly version); usable wherever a backup id is")
 	f.BoolVar(&force, "force", false, "back up even when nothing changed")
 	return cmd

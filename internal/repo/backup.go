@@ -99,6 +99,22 @@ func (b *Backup) newObject() (int, string) {
 	return n, volumeKey(b.m.Source, b.m.ID, n)
 }
 
+// AddObject records an object stored by someone else (a database server writing
+// straight to the repository's storage) and returns its index for extents. The
+// caller has already checked that it is completely stored.
+func (b *Backup) AddObject(o Object) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.nextObj
+	b.nextObj++
+	b.objects = append(b.objects, o)
+	return n
+}
+
+// DataPrefix is where this backup's objects go; objects stored by someone else
+// must be put under it, so cleanup and retention find them.
+func (b *Backup) DataPrefix() string { return dataPrefix(b.m.Source, b.m.ID) }
+
 func (b *Backup) setObject(n int, o Object) {
 	b.mu.Lock()
 	b.objects[n] = o

@@ -20,6 +20,7 @@ import (
 const (
 	TypeFull = "full"
 	TypeDiff = "diff"
+	TypeLog  = "log"
 )
 
 // ManifestFormat is the manifest schema version.

@@ -74,8 +74,12 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 	}
 
 	typ := req.Type
-	if typ == "" {
+	switch typ {
+	case "":
 		typ = repo.TypeFull
+	case repo.TypeFull, repo.TypeDiff:
+	default:
+		return nil, fmt.Errorf("source %s: a file set has full and diff backups, not %s", e.src.Name, typ)
 	}
 	var parent *repo.Manifest
 	if typ == repo.TypeDiff {
