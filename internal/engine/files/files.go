@@ -52,6 +52,14 @@ func (e *Engine) roots() []fstree.Root {
 // last backup and returns *engine.UnchangedError when no content, type, mode or link
 // changed (a new modification time alone does not count).
 func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Manifest, error) {
+	typ := req.Type
+	switch typ {
+	case "":
+		typ = repo.TypeFull
+	case repo.TypeFull, repo.TypeDiff:
+	default:
+		return nil, fmt.Errorf("source %s: a file set has full and diff backups, not %s", e.src.Name, typ)
+	}
 	entries, skipped, err := fstree.Scan(ctx, e.roots(), fstree.ScanOptions{Exclude: e.src.Exclude})
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", e.src.Name, err)
@@ -73,14 +81,6 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 		}
 	}
 
-	typ := req.Type
-	switch typ {
-	case "":
-		typ = repo.TypeFull
-	case repo.TypeFull, repo.TypeDiff:
-	default:
-		return nil, fmt.Errorf("source %s: a file set has full and diff backups, not %s", e.src.Name, typ)
-	}
 	var parent *repo.Manifest
 	if typ == repo.TypeDiff {
 		parent = latestFull(history)
