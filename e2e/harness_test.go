@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hartonomous/hartvault/internal/testutil/azurite"
+	"github.com/hartonomous/hartvault/internal/testutil/pgtest"
 )
 
 var binary string
@@ -29,6 +30,9 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	// Readable by the postgres user too: archive_command runs the binary as the
+	// cluster's owner.
+	os.Chmod(dir, 0o755)
 	binary = filepath.Join(dir, "hartvault")
 	if runtime.GOOS == "windows" {
 		binary += ".exe"
@@ -76,6 +80,9 @@ type world struct {
 	url    string
 	env    []string
 	source string
+	// asUser runs every command as this user (PostgreSQL tests run hartvault as the
+	// data directory's owner, as archive_command does).
+	asUser *pgtest.Owner
 }
 
 type planOpts struct {
@@ -135,8 +142,17 @@ func (r result) lastLine() string {
 }
 
 func (w *world) cmd(args ...string) *exec.Cmd {
-	c := exec.Command(binary, append([]string{"--config", w.plan}, args...)...)
-	c.Env = append(os.Environ(), w.env...)
+	args = append([]string{"--config", w.plan}, args...)
+	var c *exec.Cmd
+	if w.asUser != nil {
+		c = w.asUser.Command(binary, args...)
+	} else {
+		c = exec.Command(binary, args...)
+	}
+	if c.Env == nil {
+		c.Env = os.Environ()
+	}
+	c.Env = append(c.Env, w.env...)
 	return c
 }
 

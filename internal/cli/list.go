@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hartonomous/hartvault/internal/engine"
 	"github.com/hartonomous/hartvault/internal/repo"
 )
 
@@ -86,7 +87,21 @@ func (a *app) listCommand() *cobra.Command {
 					localTime(m.Finished), roundDuration(m.Finished.Sub(m.Started)), bytesIEC(m.Bytes),
 					bytesIEC(m.StoredBytes), dash(m.Parent))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			// Engine details (LSNs, timelines, WAL ranges) each on a line of their own.
+			for _, m := range backups {
+				if p.Source(m.Source) == nil {
+					continue
+				}
+				if eng, err := engineFor(p, m.Source); err == nil {
+					if s, ok := eng.(engine.Summarizer); ok {
+						fmt.Fprintf(a.env.Stdout, "%s: %s\n", m.ID, s.Summary(m))
+					}
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hartonomous/hartvault/internal/engine"
 	"github.com/hartonomous/hartvault/internal/engine/files"
+	"github.com/hartonomous/hartvault/internal/engine/postgres"
 	"github.com/hartonomous/hartvault/internal/plan"
 	"github.com/hartonomous/hartvault/internal/repo"
 	"github.com/hartonomous/hartvault/internal/stream"
@@ -92,8 +93,23 @@ func engineFor(p *plan.Plan, name string) (engine.Engine, error) {
 	switch src.Kind {
 	case plan.KindFiles:
 		return files.New(*src), nil
+	case plan.KindPostgres:
+		return postgres.New(*src, p.Path), nil
 	}
 	return nil, fmt.Errorf("source %s: kind %s is not supported by this build", name, src.Kind)
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+// postgresEngine returns the PostgreSQL engine of a source, or a usage error.
+func postgresEngine(p *plan.Plan, name string) (*postgres.Engine, error) {
+	eng, err := engineFor(p, name)
+	if err != nil {
+		return nil, err
+	}
+	pe, ok := eng.(*postgres.Engine)
+	if !ok {
+		return nil, usagef("source %s is of kind %s, not postgres", name, eng.Kind())
+	}
+	return pe, nil
+}

@@ -14,7 +14,8 @@ import (
 
 func (a *app) restoreCommand() *cobra.Command {
 	var target, backupID, to string
-	var planOnly, force bool
+	var planOnly, force, start bool
+	var port int
 	cmd := &cobra.Command{
 		Use:   "restore SOURCE --target DIR [--backup ID | --to TIME]",
 		Short: "Restore a source",
@@ -44,7 +45,11 @@ is refused without --force.`,
 			if err != nil {
 				return err
 			}
-			req := engine.RestoreRequest{Repo: r, BackupID: backupID, To: when, Target: target, Force: force, Log: a.logger()}
+			if start && port == 0 {
+				return usagef("--start needs --port")
+			}
+			req := engine.RestoreRequest{Repo: r, BackupID: backupID, To: when, Target: target, Force: force, Log: a.logger(),
+				Start: start, Port: port}
 			plan, err := eng.PlanRestore(ctx, req)
 			if err != nil {
 				return err
@@ -55,7 +60,7 @@ is refused without --force.`,
 			}
 			bar := a.progress("restore " + eng.Source())
 			req.Progress = bar
-			start := time.Now()
+			began := time.Now()
 			err = eng.Restore(ctx, req, plan)
 			bar.Done()
 			if err != nil {
@@ -63,7 +68,10 @@ is refused without --force.`,
 			}
 			last := plan.Backups[len(plan.Backups)-1]
 			fmt.Fprintf(a.env.Stdout, "restored %s to %s (backup %s) into %s in %s\n", eng.Source(),
-				localTime(plan.To), last.ID, target, roundDuration(time.Since(start)))
+				localTime(plan.To), last.ID, target, roundDuration(time.Since(began)))
+			for _, n := range plan.Notes {
+				fmt.Fprintln(a.env.Stdout, n)
+			}
 			return nil
 		},
 	}
@@ -73,6 +81,8 @@ is refused without --force.`,
 	f.StringVar(&to, "to", "", "restore the newest backup finished at or before this time (or latest)")
 	f.BoolVar(&planOnly, "plan", false, "print the restore plan and touch nothing")
 	f.BoolVar(&force, "force", false, "restore into a non-empty target, replacing what it holds")
+	f.BoolVar(&start, "start", false, "PostgreSQL: start the restored cluster and wait until it is promoted")
+	f.IntVar(&port, "port", 0, "PostgreSQL: the port the restored cluster listens on")
 	return cmd
 }
 

@@ -138,6 +138,8 @@ repository is and what to back up.`,
 		a.listCommand(),
 		a.verifyCommand(),
 		a.restoreCommand(),
+		a.walPushCommand(),
+		a.walFetchCommand(),
 	)
 	return root
 }

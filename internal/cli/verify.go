@@ -2,11 +2,14 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hartonomous/hartvault/internal/engine"
+	"github.com/hartonomous/hartvault/internal/plan"
 	"github.com/hartonomous/hartvault/internal/repo"
 )
 
@@ -20,7 +23,8 @@ type verifyJSON struct {
 }
 
 type damagedObject struct {
-	Object string `json:"object"`
+	Object string `json:"object,omitempty"`
+	Where  string `json:"where,omitempty"` // inside the content: a relation file and block
 	Reason string `json:"reason"`
 }
 
@@ -75,7 +79,10 @@ damaged backup and object.`,
 				if err != nil {
 					return err
 				}
-				sort.Slice(res.Damaged, func(i, j int) bool { return res.Damaged[i].Object < res.Damaged[j].Object })
+				if err := a.verifyContent(cmd, p, r, m, &res); err != nil {
+					return err
+				}
+				sort.SliceStable(res.Damaged, func(i, j int) bool { return res.Damaged[i].Object < res.Damaged[j].Object })
 				if !res.OK {
 					bad++
 				}
@@ -85,6 +92,10 @@ damaged backup and object.`,
 						fmt.Fprintf(a.env.Stdout, "ok       %s %s (%d objects, %s)\n", m.Source, m.ID, len(m.Objects), bytesIEC(m.StoredBytes))
 					}
 					for _, d := range res.Damaged {
+						if d.Where != "" {
+							fmt.Fprintf(a.env.Stdout, "DAMAGED  %s %s: %s: %s\n", m.Source, m.ID, d.Where, d.Reason)
+							continue
+						}
 						fmt.Fprintf(a.env.Stdout, "DAMAGED  %s %s: object %s: %s\n", m.Source, m.ID, d.Object, d.Reason)
 					}
 				}
@@ -110,4 +121,36 @@ damaged backup and object.`,
 	cmd.Flags().StringVar(&backupID, "backup", "", "verify only this backup (id or tag)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// verifyContent runs the engine's own checks of a backup's content (page checksums)
+// when the source is still in the plan and its engine has them.
+func (a *app) verifyContent(cmd *cobra.Command, p *plan.Plan, r *repo.Repo, m *repo.Manifest, res *verifyJSON) error {
+	if p.Source(m.Source) == nil {
+		return nil
+	}
+	eng, err := engineFor(p, m.Source)
+	if err != nil {
+		return nil
+	}
+	cv, ok := eng.(engine.ContentVerifier)
+	if !ok {
+		return nil
+	}
+	err = cv.VerifyContent(cmd.Context(), r, m, func(pr engine.Problem) {
+		res.OK = false
+		res.Damaged = append(res.Damaged, damagedObject{Where: pr.Where, Reason: pr.Reason})
+	})
+	var d *repo.DamageError
+	if errors.As(err, &d) {
+		res.OK = false
+		for _, x := range res.Damaged {
+			if x.Object == d.Object {
+				return nil // already reported by the object check
+			}
+		}
+		res.Damaged = append(res.Damaged, damagedObject{Object: d.Object, Reason: d.Reason})
+		return nil
+	}
+	return err
 }

@@ -75,6 +75,8 @@ type RestorePlan struct {
 	Steps []string
 	// Engine carries the engine's own plan from PlanRestore to Restore.
 	Engine any
+	// Notes are lines Restore adds about what it did (replay time, checks run).
+	Notes []string
 }
 
 // Engine backs up and restores one source.
@@ -138,4 +140,21 @@ func RunBackup(ctx context.Context, eng Engine, req BackupRequest) (*Result, err
 	res.Manifest = m
 	res.Replicas = req.Repo.SyncReplicas(ctx, eng.Source())
 	return res, nil
+}
+
+// Problem is damage found inside a backup's content (a page whose checksum fails).
+type Problem struct {
+	Where  string
+	Reason string
+}
+
+// ContentVerifier is implemented by engines that can check a backup's content
+// beyond the objects' hashes (PostgreSQL page checksums, a parsable export).
+type ContentVerifier interface {
+	VerifyContent(ctx context.Context, r *repo.Repo, m *repo.Manifest, report func(Problem)) error
+}
+
+// Summarizer is implemented by engines with details worth a line in `list`.
+type Summarizer interface {
+	Summary(m *repo.Manifest) string
 }

@@ -212,10 +212,21 @@ func (w *Writer) WriteExtent(f *repo.File, e repo.Extent, data io.Reader) error 
 	return nil
 }
 
-// Finish syncs the files to disk and applies symlinks, modes, owners and times.
-// Directories are finished deepest first, so setting a file's time does not
+// Finish cuts files to their recorded sizes (a base extent may reach past the end
+// of a file that shrank), syncs them to disk and applies symlinks, modes, owners and
+// times. Directories are finished deepest first, so setting a file's time does not
 // disturb its directory's.
 func (w *Writer) Finish(ctx context.Context, files []*repo.File, workers int) error {
+	for _, f := range files {
+		if f.Type != repo.TypeRegular {
+			continue
+		}
+		if info, err := os.Stat(w.abs(f.Path)); err == nil && info.Size() != f.Size {
+			if err := os.Truncate(w.abs(f.Path), f.Size); err != nil {
+				return fmt.Errorf("restore %s: %w", f.Path, err)
+			}
+		}
+	}
 	if err := w.syncFiles(ctx, files, workers); err != nil {
 		return err
 	}

@@ -97,6 +97,9 @@ type Extent struct {
 	Object int    `json:"obj"` // index into that backup's Objects
 	At     int64  `json:"at"`  // offset in the object's plaintext
 	SHA256 string `json:"sha256"`
+	// Overlay extents are written after all others: a differential backup refers to
+	// its full's extents for a file and overlays the pages that changed.
+	Overlay bool `json:"overlay,omitempty"`
 }
 
 func manifestKey(source, id string) string { return "backups/" + source + "/" + id + ".manifest" }

@@ -59,7 +59,8 @@ func (r *Repo) Chain(ctx context.Context, m *Manifest) (map[string]*Manifest, er
 }
 
 // ReadFiles streams every object holding content of files (which belong to m),
-// once each and in parallel, and hands each extent to sink. Each extent's SHA-256 is
+// once each and in parallel, and hands each extent to sink: first all base extents,
+// then all overlay extents, so overlays land on top. Each extent's SHA-256 is
 // checked after sink has consumed it, and each object's stored hash at its end; the
 // first damage or error stops the work and is returned.
 func (r *Repo) ReadFiles(ctx context.Context, m *Manifest, files []*File, progress func(int64), sink ExtentSink) error {
@@ -71,9 +72,22 @@ func (r *Repo) ReadFiles(ctx context.Context, m *Manifest, files []*File, progre
 	if err != nil {
 		return err
 	}
+	for _, overlay := range []bool{false, true} {
+		if err := r.readPhase(ctx, cd, m, chain, files, overlay, progress, sink); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Repo) readPhase(ctx context.Context, cd *stream.Codec, m *Manifest, chain map[string]*Manifest, files []*File,
+	overlay bool, progress func(int64), sink ExtentSink) error {
 	groups := map[objectRef][]placement{}
 	for _, f := range files {
 		for _, e := range f.Extents {
+			if e.Overlay != overlay {
+				continue
+			}
 			b := e.Backup
 			if b == "" {
 				b = m.ID

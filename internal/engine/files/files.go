@@ -12,7 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
+
 	"time"
 
 	"github.com/hartonomous/hartvault/internal/engine"
@@ -130,12 +130,15 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 			continue
 		}
 		if en.Type == repo.TypeRegular {
-			en.SHA256 = emptySHA
+			en.SHA256 = fstree.EmptySHA256
 		}
 		b.AddFile(en.File)
 	}
 	req.Progress.SetTotal(total)
-	if err := storeFiles(ctx, b, toStore, req); err != nil {
+	err = fstree.StoreAll(ctx, b, toStore, req.Repo.Options().Workers, func(pw *repo.PackWriter, en *fstree.Entry) (repo.File, error) {
+		return fstree.StoreWhole(pw, en, req.Progress.Add)
+	})
+	if err != nil {
 		return nil, err
 	}
 	info := Info{Paths: e.src.Paths, Exclude: e.src.Exclude, Files: len(entries)}
@@ -153,8 +156,6 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 	return m, nil
 }
 
-const emptySHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
 func latestFull(history []*repo.Manifest) *repo.Manifest {
 	var full *repo.Manifest
 	for _, m := range history {
@@ -163,106 +164,6 @@ func latestFull(history []*repo.Manifest) *repo.Manifest {
 		}
 	}
 	return full
-}
-
-// storeFiles reads the files on parallel workers, each packing into its own volumes,
-// biggest files first so the workers finish together.
-func storeFiles(ctx context.Context, b *repo.Backup, files []*fstree.Entry, req engine.BackupRequest) error {
-	sort.SliceStable(files, func(i, j int) bool { return files[i].Size > files[j].Size })
-	workers := req.Repo.Options().Workers
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan *fstree.Entry)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pw := b.NewPackWriter(ctx)
-			for en := range work {
-				t0 := time.Now()
-				f, err := storeOne(pw, en, req.Progress)
-				req.Log.Debug("stored", "path", en.Path, "bytes", en.Size, "took", time.Since(t0))
-				if err == nil {
-					b.AddBytes(f.Size)
-					b.AddFile(f)
-					continue
-				}
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				mu.Unlock()
-			}
-			if err := pw.Close(); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-				pw.Abort()
-			}
-		}()
-	}
-feed:
-	for _, en := range files {
-		select {
-		case work <- en:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
-}
-
-// storeOne packs one file. A file that changes size while it is read is stored as
-// read, and its recorded size follows what was stored.
-func storeOne(pw *repo.PackWriter, en *fstree.Entry, progress engine.Progress) (repo.File, error) {
-	fh, err := os.Open(en.Abs)
-	if err != nil {
-		return repo.File{}, fmt.Errorf("read %s: %w", en.Abs, err)
-	}
-	defer fh.Close()
-	exts, err := pw.Write(&progressReader{r: fh, p: progress}, 0)
-	if err != nil {
-		return repo.File{}, fmt.Errorf("back up %s: %w", en.Abs, err)
-	}
-	f := en.File
-	f.Extents = exts
-	f.Size = 0
-	for _, x := range exts {
-		f.Size += x.Length
-	}
-	// The extents' hashes cover the content; a whole-file hash would cost another
-	// pass over the data, so only a single-extent file (most of them) states one.
-	switch len(exts) {
-	case 0:
-		f.SHA256 = emptySHA
-	case 1:
-		f.SHA256 = exts[0].SHA256
-	}
-	return f, nil
-}
-
-type progressReader struct {
-	r io.Reader
-	p engine.Progress
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.p.Add(int64(n))
-	return n, err
 }
 
 // sameContent compares the scanned tree with a backup. Files whose size and time

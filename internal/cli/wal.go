@@ -1,0 +1,78 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hartonomous/hartvault/internal/engine/postgres"
+)
+
+func (a *app) walPushCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "wal-push SOURCE PATH",
+		Short: "Archive one WAL file (PostgreSQL archive_command)",
+		Long: `Archives one WAL segment, history or backup history file of a PostgreSQL source, for use as
+	archive_command = 'hartvault --config /etc/hartvault.yaml wal-push SOURCE %p'
+It exits 0 only once the file is durably stored. Pushing the same file again is a no-op;
+different content under an archived name is an error. No secret is needed on the command line:
+encryption needs only the repository's public key.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			p, r, err := a.openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			eng, err := postgresEngine(p, args[0])
+			if err != nil {
+				return err
+			}
+			res, err := eng.WALPush(ctx, r, args[1])
+			if err != nil {
+				return err
+			}
+			state := "already archived"
+			if res.Stored > 0 {
+				state = "stored " + bytesIEC(res.Stored)
+			}
+			a.logger().Info("wal-push", "file", res.File, "result", state, "took", res.Took)
+			return nil
+		},
+	}
+}
+
+func (a *app) walFetchCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "wal-fetch SOURCE FILE DEST",
+		Short: "Fetch one archived WAL file (PostgreSQL restore_command)",
+		Long: `Writes an archived WAL file to DEST, for use as
+	restore_command = 'hartvault --config /etc/hartvault.yaml wal-fetch SOURCE %f %p'
+It exits 1 when the file is not in the archive, which recovery takes as the end of the
+archived WAL. Segments that follow are fetched ahead in parallel.`,
+		Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if postgres.TakePrefetched(args[1], args[2]) {
+				return nil
+			}
+			ctx := cmd.Context()
+			p, r, err := a.openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			eng, err := postgresEngine(p, args[0])
+			if err != nil {
+				return err
+			}
+			if err := eng.WALFetch(ctx, r, args[1], args[2]); err != nil {
+				if postgres.IsNotArchived(err) {
+					return exitError{code: ExitFailed, msg: fmt.Sprintf("wal-fetch: %s is not in the archive of %s", args[1], args[0])}
+				}
+				return err
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,445 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hartonomous/hartvault/internal/engine"
+	"github.com/hartonomous/hartvault/internal/fstree"
+	"github.com/hartonomous/hartvault/internal/plan"
+	"github.com/hartonomous/hartvault/internal/repo"
+)
+
+// Restore modes.
+const (
+	modeImmediate = "immediate" // a chosen backup, made consistent and no further
+	modeTime      = "time"      // recovery_target_time
+	modeLatest    = "latest"    // the end of the archived WAL
+)
+
+// pgPlan is the PostgreSQL part of a restore plan.
+type pgPlan struct {
+	target   *repo.Manifest // the last backup of the chain
+	info     *Info
+	mode     string
+	time     time.Time
+	timeline uint32 // recovery_target_timeline
+}
+
+// window is what the WAL archive lets a chain of backups reach.
+type window struct {
+	earliest   time.Time // the consistency point of the chain's last backup
+	lastCommit time.Time // the last commit in the WAL contiguous from the chain's start
+	firstSeg   string
+	lastSeg    string
+	segments   int
+	timelines  []uint32 // along the path recovery follows
+	timeline   uint32   // the timeline recovery ends on
+}
+
+// postgresBackups returns the PostgreSQL backups with their sections.
+func postgresBackups(history []*repo.Manifest) ([]*repo.Manifest, map[string]*Info, error) {
+	var out []*repo.Manifest
+	infos := map[string]*Info{}
+	for _, m := range history {
+		if m.Kind != plan.KindPostgres {
+			continue
+		}
+		info, err := ReadInfo(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, m)
+		infos[m.ID] = info
+	}
+	return out, infos, nil
+}
+
+// PlanRestore chooses the backups and the WAL that bring the cluster to the target:
+// the newest full whose consistency point is at or before it, the newest diff on
+// that full also before it, then WAL replay. A target outside what the repository
+// can reach is refused, naming the window.
+func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*engine.RestorePlan, error) {
+	history, err := req.Repo.Backups(ctx, e.src.Name)
+	if err != nil {
+		return nil, err
+	}
+	backups, infos, err := postgresBackups(history)
+	if err != nil {
+		return nil, err
+	}
+	if len(backups) == 0 {
+		return nil, fmt.Errorf("%w: source %s has no backups", repo.ErrNoBackup, e.src.Name)
+	}
+	p := &pgPlan{}
+	switch {
+	case req.BackupID != "":
+		m, err := repo.Find(backups, req.BackupID)
+		if err != nil {
+			return nil, err
+		}
+		p.target, p.mode, p.time = m, modeImmediate, infos[m.ID].StopTime
+	default:
+		// Only backups of the cluster the newest backup belongs to: another system
+		// identifier is another cluster and never joins a chain.
+		sysid := infos[backups[len(backups)-1].ID].Server.SystemID
+		var mine []*repo.Manifest
+		for _, m := range backups {
+			if infos[m.ID].Server.SystemID == sysid {
+				mine = append(mine, m)
+			}
+		}
+		if req.To.Latest {
+			p.target, p.mode = newestChain(mine, infos, time.Time{}), modeLatest
+		} else {
+			p.target, p.mode, p.time = newestChain(mine, infos, req.To.Time), modeTime, req.To.Time
+			if p.target == nil {
+				w, _ := e.window(ctx, req.Repo, newestChain(mine, infos, time.Time{}), infos)
+				return nil, e.outside(req.To.Time, infos[mine[0].ID].StopTime, w)
+			}
+		}
+	}
+	p.info = infos[p.target.ID]
+	w, err := e.window(ctx, req.Repo, p.target, infos)
+	if err != nil {
+		return nil, err
+	}
+	p.timeline = w.timeline
+	switch p.mode {
+	case modeLatest:
+		p.time = w.lastCommit
+		if p.time.Before(p.info.StopTime) {
+			p.time = p.info.StopTime
+		}
+	case modeTime:
+		if w.lastCommit.IsZero() || p.time.After(w.lastCommit) {
+			latest := w.lastCommit
+			if latest.IsZero() {
+				latest = p.info.StopTime
+			}
+			if p.time.After(latest) {
+				first := infos[backups[0].ID].StopTime
+				return nil, e.outside(p.time, first, &window{earliest: first, lastCommit: latest})
+			}
+		}
+		if !p.time.Before(w.lastCommit) {
+			// Nothing committed after the target: recovering to the end gives the same
+			// state, and recovery_target_time would fail for want of a later commit.
+			p.mode = modeLatest
+		}
+	}
+	chain, err := req.Repo.Chain(ctx, p.target)
+	if err != nil {
+		return nil, err
+	}
+	rp := &engine.RestorePlan{Source: e.src.Name, Kind: e.Kind(), To: p.time, Target: req.Target, Engine: p,
+		Earliest: infos[backups[0].ID].StopTime, Latest: w.lastCommit}
+	for _, m := range chain {
+		rp.Backups = append(rp.Backups, m)
+	}
+	repo.SortManifests(rp.Backups)
+	rp.Steps = append(rp.Steps, fmt.Sprintf("cluster %d, PostgreSQL %d, timeline %d; backup consistent at LSN %s (%s)",
+		p.info.Server.SystemID, p.info.Server.Version/10000, p.info.Timeline, p.info.StopLSN, p.info.StopTime.Local().Format(time.RFC3339)))
+	if p.target.Type == repo.TypeDiff {
+		rp.Steps = append(rp.Steps, fmt.Sprintf("write the full's files, then %d changed pages and %d whole files of the diff", p.info.ChangedPages, p.info.WholeFiles))
+	}
+	tls := make([]string, len(w.timelines))
+	for i, t := range w.timelines {
+		tls[i] = strconv.Itoa(int(t))
+	}
+	rp.Steps = append(rp.Steps, fmt.Sprintf("WAL in the repository from this backup: %s .. %s (%d segments, timelines %s), last commit %s",
+		w.firstSeg, w.lastSeg, w.segments, strings.Join(tls, " -> "), fmtTime(w.lastCommit)))
+	if p.mode != modeImmediate {
+		rp.Steps = append(rp.Steps, recoveryTimeline(p))
+	}
+	switch p.mode {
+	case modeImmediate:
+		rp.Steps = append(rp.Steps, "recovery_target = 'immediate': stop as soon as the backup is consistent, then promote")
+	case modeTime:
+		rp.Steps = append(rp.Steps, fmt.Sprintf("recovery_target_time = '%s', recovery_target_action = 'promote'", pgTime(p.time)))
+	case modeLatest:
+		rp.Steps = append(rp.Steps, "replay all archived WAL (to its end), then promote")
+	}
+	rp.Steps = append(rp.Steps, fmt.Sprintf("restore_command = '%s'", e.restoreCommand()))
+	return rp, nil
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "none yet"
+	}
+	return t.Local().Format("2006-01-02 15:04:05.000000 MST")
+}
+
+func (e *Engine) outside(t, earliest time.Time, w *window) error {
+	latest := "nothing archived yet"
+	if w != nil && !w.lastCommit.IsZero() {
+		latest = w.lastCommit.Local().Format(time.RFC3339Nano)
+	}
+	return fmt.Errorf("%w: %s cannot be restored to %s: the restorable window is %s .. %s",
+		repo.ErrNoBackup, e.src.Name, t.Local().Format(time.RFC3339Nano), earliest.Local().Format(time.RFC3339Nano), latest)
+}
+
+// newestChain returns the newest backup that a restore to t starts from: the
+// newest full consistent at or before t, or the newest diff on it that also is.
+func newestChain(backups []*repo.Manifest, infos map[string]*Info, t time.Time) *repo.Manifest {
+	before := func(m *repo.Manifest) bool { return t.IsZero() || !infos[m.ID].StopTime.After(t) }
+	var full *repo.Manifest
+	for _, m := range backups {
+		if m.Type == repo.TypeFull && before(m) {
+			full = m
+		}
+	}
+	if full == nil {
+		return nil
+	}
+	best := full
+	for _, m := range backups {
+		if m.Type == repo.TypeDiff && m.Parent == full.ID && before(m) && infos[m.ID].StopTime.After(infos[best.ID].StopTime) {
+			best = m
+		}
+	}
+	return best
+}
+
+// window finds how far the archived WAL carries a restore from backup m: the
+// timeline to follow (see chooseTimeline), the segments contiguous from the
+// backup's start along it, and the last commit in them.
+func (e *Engine) window(ctx context.Context, r *repo.Repo, m *repo.Manifest, infos map[string]*Info) (*window, error) {
+	if m == nil {
+		return &window{}, nil
+	}
+	info := infos[m.ID]
+	a := &archive{r: r, source: e.src.Name, sysid: info.Server.SystemID, segSize: info.Server.SegSize}
+	segs, err := a.segments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := a.timelinePaths(ctx, info.Timeline, info.stopLSN())
+	if err != nil {
+		return nil, err
+	}
+	_, start, _ := ParseSegName(info.StartWAL, a.segSize)
+	windows := map[uint32]*window{}
+	for tli, path := range paths {
+		windows[tli] = walkPath(segs, path, start, a.segSize)
+	}
+	tli := chooseTimeline(paths, windows)
+	w := windows[tli]
+	w.earliest, w.timeline = info.StopTime, tli
+	return w, nil
+}
+
+// pgTime formats a time the way recovery_target_time reads it.
+func pgTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.999999") + "+00" }
+
+func (e *Engine) restoreCommand() string {
+	return fmt.Sprintf("%s --config %s wal-fetch %s %%f %%p", shellQuote(e.exe), shellQuote(e.config), e.src.Name)
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == ':' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) < 0 {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
+}
+
+// Restore writes the chain's files into the target (through a staging directory),
+// sets up recovery, and with req.Start starts the cluster and waits until it has
+// replayed the WAL and been promoted.
+func (e *Engine) Restore(ctx context.Context, req engine.RestoreRequest, rp *engine.RestorePlan) error {
+	p, ok := rp.Engine.(*pgPlan)
+	if !ok {
+		return fmt.Errorf("restore of %s: plan was not made by the PostgreSQL engine", e.src.Name)
+	}
+	if req.Target == "" {
+		return errors.New("restore of a PostgreSQL source needs --target DATA_DIR")
+	}
+	if err := req.Repo.CheckKey(ctx, p.target); err != nil {
+		return err
+	}
+	if pidFile := filepath.Join(req.Target, "postmaster.pid"); fileExists(pidFile) {
+		if !req.Force {
+			return fmt.Errorf("%s holds a running (or crashed) cluster (postmaster.pid): stop it, or use --force to replace it", req.Target)
+		}
+	}
+	m := p.target
+	files := make([]*repo.File, len(m.Files))
+	var total int64
+	var owner *repo.Owner
+	for i := range m.Files {
+		files[i] = &m.Files[i]
+		total += m.Files[i].Size
+		if m.Files[i].Path == "PG_VERSION" {
+			owner = m.Files[i].Owner
+		}
+	}
+	if req.Progress == nil {
+		req.Progress = engine.NoProgress{}
+	}
+	req.Progress.SetTotal(total)
+	t, err := fstree.PrepareTarget(req.Target, fstree.TargetOptions{Force: req.Force, Exact: true})
+	if err != nil {
+		return err
+	}
+	err = fstree.RestoreFiles(ctx, req.Repo, m, files, t.Staging(), req.Progress.Add)
+	if err == nil {
+		err = e.setupRecovery(t.Staging(), p, req.Port, owner)
+	}
+	if err == nil {
+		err = t.Commit()
+	}
+	if err != nil {
+		t.Abort()
+		return err
+	}
+	if err := chownTree(t.Dir(), owner, false); err != nil {
+		return err
+	}
+	os.Chmod(t.Dir(), 0o700)
+	if !req.Start {
+		rp.Notes = append(rp.Notes, fmt.Sprintf("start it with: pg_ctl -D %s start (recovery replays WAL through restore_command, then promotes)", t.Dir()))
+		return nil
+	}
+	took, err := e.start(ctx, t.Dir(), req.Port, owner)
+	if err != nil {
+		return err
+	}
+	rp.Notes = append(rp.Notes, fmt.Sprintf("started on port %d; WAL replay and promotion took %s", req.Port, took.Round(time.Millisecond)))
+	return nil
+}
+
+// recoveryTimeline names the timeline chosen by the plan: "latest" would follow the
+// highest-numbered one, which may be a branch made by another restore.
+func recoveryTimeline(p *pgPlan) string {
+	if p.timeline == 0 || p.timeline == p.info.Timeline {
+		return "recovery_target_timeline = 'current'"
+	}
+	return fmt.Sprintf("recovery_target_timeline = '%d'", p.timeline)
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// setupRecovery writes what recovery needs into the restored data directory.
+func (e *Engine) setupRecovery(dir string, p *pgPlan, port int, owner *repo.Owner) error {
+	for _, d := range []string{"pg_wal", filepath.Join("pg_wal", "archive_status")} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return err
+		}
+		if err := chownTree(filepath.Join(dir, d), owner, false); err != nil {
+			return err
+		}
+	}
+	lines := []string{"", fmt.Sprintf("# added by hartvault restore of %s backup %s", e.src.Name, p.target.ID),
+		fmt.Sprintf("restore_command = '%s'", strings.ReplaceAll(e.restoreCommand(), "'", "''"))}
+	switch p.mode {
+	case modeImmediate:
+		lines = append(lines, "recovery_target = 'immediate'", "recovery_target_timeline = 'current'")
+	case modeTime:
+		lines = append(lines, fmt.Sprintf("recovery_target_time = '%s'", pgTime(p.time)), recoveryTimeline(p))
+	case modeLatest:
+		lines = append(lines, recoveryTimeline(p))
+	}
+	lines = append(lines, "recovery_target_action = 'promote'")
+	if port > 0 {
+		lines = append(lines, fmt.Sprintf("port = %d", port))
+	}
+	conf := filepath.Join(dir, "postgresql.auto.conf")
+	f, err := os.OpenFile(conf, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("write recovery settings: %w", err)
+	}
+	_, err = f.WriteString(strings.Join(lines, "\n") + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write recovery settings: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "recovery.signal"), nil, 0o600); err != nil {
+		return err
+	}
+	for _, f := range []string{conf, filepath.Join(dir, "recovery.signal")} {
+		if err := chownTree(f, owner, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start runs pg_ctl start as the data directory's owner and waits until recovery
+// has finished and the cluster is promoted; it returns how long that took.
+func (e *Engine) start(ctx context.Context, dir string, port int, owner *repo.Owner) (time.Duration, error) {
+	if port == 0 {
+		return 0, errors.New("--start needs --port")
+	}
+	bin, err := e.binDir()
+	if err != nil {
+		return 0, err
+	}
+	logDir := filepath.Join(dir, "log")
+	os.MkdirAll(logDir, 0o700)
+	chownTree(logDir, owner, true)
+	logFile := filepath.Join(logDir, "hartvault-restore.log")
+	began := time.Now()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pg_ctl"), "-D", dir, "-l", logFile, "-w", "-t", "3600",
+		"-o", fmt.Sprintf("-p %d -k %s", port, dir), "start")
+	runAs(cmd, owner)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("start the restored cluster: %v: %s%s", err, strings.TrimSpace(string(out)), logTail(logFile))
+	}
+	cfg, err := pgx.ParseConfig(e.src.Conninfo)
+	if err != nil {
+		return 0, err
+	}
+	cfg.Host, cfg.Port, cfg.Database = dir, uint16(port), "postgres"
+	cfg.Fallbacks = nil
+	for {
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			var inRecovery bool
+			err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+			conn.Close(ctx)
+			if err == nil && !inRecovery {
+				return time.Since(began), nil
+			}
+		}
+		if !fileExists(filepath.Join(dir, "postmaster.pid")) {
+			return 0, fmt.Errorf("the restored cluster stopped during recovery%s", logTail(logFile))
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func logTail(p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	// The cause is in the FATAL, PANIC or ERROR lines, not in the shutdown that follows.
+	var picked []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.Contains(l, "FATAL:") || strings.Contains(l, "PANIC:") || strings.Contains(l, "ERROR:") {
+			picked = append(picked, strings.TrimSpace(l))
+		}
+	}
+	if len(picked) > 3 {
+		picked = picked[len(picked)-3:]
+	}
+	return " (server log " + p + ": " + strings.Join(picked, " | ") + ")"
+}
