@@ -140,6 +140,7 @@ repository is and what to back up.`,
 		a.restoreCommand(),
 		a.walPushCommand(),
 		a.walFetchCommand(),
+		a.walStreamCommand(),
 	)
 	return root
 }

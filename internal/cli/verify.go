@@ -100,6 +100,44 @@ damaged backup and object.`,
 					}
 				}
 			}
+			// The continuous log (WAL) of each source in scope.
+			logProblems := 0
+			if backupID == "" {
+				for _, src := range p.Sources {
+					if source != "" && src.Name != source {
+						continue
+					}
+					eng, err := engineFor(p, src.Name)
+					if err != nil {
+						continue
+					}
+					lv, ok := eng.(engine.LogVerifier)
+					if !ok {
+						continue
+					}
+					res := verifyJSON{Source: src.Name, Backup: "log", OK: true, Damaged: []damagedObject{}}
+					n, err := lv.VerifyLogs(ctx, r, func(pr engine.Problem) {
+						res.OK = false
+						res.Damaged = append(res.Damaged, damagedObject{Object: pr.Where, Reason: pr.Reason})
+					})
+					if err != nil {
+						return err
+					}
+					res.Objects = n
+					if !res.OK {
+						logProblems++
+					}
+					results = append(results, res)
+					if !asJSON {
+						if res.OK {
+							fmt.Fprintf(a.env.Stdout, "ok       %s log archive (%d files)\n", src.Name, n)
+						}
+						for _, d := range res.Damaged {
+							fmt.Fprintf(a.env.Stdout, "DAMAGED  %s log archive: %s: %s\n", src.Name, d.Object, d.Reason)
+						}
+					}
+				}
+			}
 			if asJSON {
 				if results == nil {
 					results = []verifyJSON{}
@@ -114,6 +152,9 @@ damaged backup and object.`,
 			}
 			if bad > 0 {
 				return exitError{code: ExitFailed, msg: fmt.Sprintf("%d of %d backups are damaged", bad, len(backups))}
+			}
+			if logProblems > 0 {
+				return exitError{code: ExitFailed, msg: "the log archive is damaged"}
 			}
 			return nil
 		},

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -75,4 +76,35 @@ archived WAL. Segments that follow are fetched ahead in parallel.`,
 			return nil
 		},
 	}
+}
+
+func (a *app) walStreamCommand() *cobra.Command {
+	var slot string
+	var every time.Duration
+	cmd := &cobra.Command{
+		Use:   "wal-stream SOURCE",
+		Short: "Stream WAL into the repository continuously (PostgreSQL)",
+		Long: `Keeps a physical replication slot on the server and streams its WAL into the repository:
+complete segments as they fill, and the segment being written every --flush-every, so a commit
+is restorable seconds after it happens. Runs until interrupted (SIGINT or SIGTERM), storing
+what it has received before it exits. The slot makes the server keep WAL the repository lacks.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			p, r, err := a.openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			eng, err := postgresEngine(p, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.env.Stdout, "streaming WAL of %s into %s (Ctrl-C to stop)\n", args[0], r)
+			return eng.WALStream(ctx, r, postgres.StreamOptions{Slot: slot, FlushEvery: every, Log: a.logger()})
+		},
+	}
+	cmd.Flags().StringVar(&slot, "slot", "", "replication slot name (default hartvault_<source>)")
+	cmd.Flags().DurationVar(&every, "flush-every", time.Second, "how often the segment being written is stored")
+	return cmd
 }

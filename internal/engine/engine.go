@@ -158,3 +158,9 @@ type ContentVerifier interface {
 type Summarizer interface {
 	Summary(m *repo.Manifest) string
 }
+
+// LogVerifier is implemented by engines with a continuous log outside manifests
+// (PostgreSQL's WAL archive); it returns how many log files it checked.
+type LogVerifier interface {
+	VerifyLogs(ctx context.Context, r *repo.Repo, report func(Problem)) (int, error)
+}

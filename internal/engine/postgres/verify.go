@@ -144,3 +144,32 @@ func (pc *pageChecker) leftovers(report func(engine.Problem)) {
 		report(engine.Problem{Where: fmt.Sprintf("%s page %d", k.path, k.page), Reason: "incomplete page in the backup"})
 	}
 }
+
+// VerifyLogs reads back every archived WAL file of the source, of every cluster,
+// and checks it against the hash in its name.
+func (e *Engine) VerifyLogs(ctx context.Context, r *repo.Repo, report func(engine.Problem)) (int, error) {
+	n := 0
+	var objs []repo.LogObject
+	err := r.ListLogs(ctx, e.src.Name, "", func(o repo.LogObject) error {
+		objs = append(objs, o)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, o := range objs {
+		w, ok := parseWALName(o.Name, o.ModTime)
+		if !ok {
+			continue
+		}
+		n++
+		data, err := r.GetLog(ctx, e.src.Name, o.Name)
+		switch {
+		case err != nil:
+			report(engine.Problem{Where: repo.LogPrefix(e.src.Name) + o.Name, Reason: err.Error()})
+		case hash32(data) != w.Hash:
+			report(engine.Problem{Where: repo.LogPrefix(e.src.Name) + o.Name, Reason: "content does not match the hash in its name"})
+		}
+	}
+	return n, nil
+}

@@ -283,6 +283,13 @@ func (c *Cluster) AmCheck() {
 		"--all", "--install-missing", "--heapallindexed")
 }
 
+// Pgbench runs pgbench against the cluster's postgres database.
+func (c *Cluster) Pgbench(args ...string) string {
+	c.tb.Helper()
+	args = append([]string{"-h", c.SockDir, "-p", strconv.Itoa(c.Port), "-U", "postgres"}, args...)
+	return c.mustRun(filepath.Join(c.Bin, "pgbench"), append(args, "postgres")...)
+}
+
 // WaitFor polls cond every 100 ms until it holds or the timeout passes.
 func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
