@@ -72,9 +72,8 @@ func commitStamp(t time.Time, ok bool) string {
 	return "c" + strconv.FormatInt(t.UnixMicro(), 10)
 }
 
-// nameFor makes the stored name of a WAL file.
-func (a *archive) nameFor(file string, data []byte, partial bool) (string, error) {
-	h := hash32(data)
+// nameFor makes the stored name of a WAL file whose content hashes to h.
+func (a *archive) nameFor(file string, data []byte, h string, partial bool) (string, error) {
 	switch {
 	case IsHistoryName(file), IsBackupHistoryName(file):
 		return a.dirOf(file) + file + "-" + h, nil
@@ -127,11 +126,11 @@ func parseWALName(rel string, modified time.Time) (walObject, bool) {
 // push stores a WAL file. The same content again is a no-op; different content
 // under an archived name is an error (two clusters or a restored copy writing as one).
 func (a *archive) push(ctx context.Context, file string, data []byte) (stored int64, err error) {
-	name, err := a.nameFor(file, data, false)
+	h := hash32(data)
+	name, err := a.nameFor(file, data, h, false)
 	if err != nil {
 		return 0, err
 	}
-	h := hash32(data)
 	check := func() (bool, error) {
 		objs, err := a.list(ctx, a.dirOf(file)+file+"-")
 		if err != nil {
@@ -165,7 +164,7 @@ func (a *archive) push(ctx context.Context, file string, data []byte) (stored in
 // pushPartial stores the WAL received so far of a segment still being written,
 // replacing older partial copies of it.
 func (a *archive) pushPartial(ctx context.Context, file string, data []byte) error {
-	name, err := a.nameFor(file, data, true)
+	name, err := a.nameFor(file, data, hash32(data), true)
 	if err != nil {
 		return err
 	}

@@ -133,52 +133,95 @@ func CommitTimes(seg []byte) (first, last time.Time, ok bool, err error) {
 	if err != nil {
 		return first, last, false, err
 	}
-	bs := int(h.BlockSize)
-	// Gather the page contents without their headers: records are contiguous there,
-	// and alignment is kept because every page header is a multiple of 8 bytes.
-	data := make([]byte, 0, len(seg))
-	var remLen int
-	for off := 0; off < len(seg); off += bs {
-		page := seg[off:min(off+bs, len(seg))]
-		if len(page) < shortPageHeaderSize {
+	l := newLogical(seg, int(h.BlockSize), h.PageAddr)
+	pos := align8(l.remLen)
+	var hdr [recordHeaderSize]byte
+	for {
+		if !l.read(pos, hdr[:]) {
 			break
 		}
-		magic := binary.LittleEndian.Uint16(page[0:2])
-		if off > 0 && (magic != binary.LittleEndian.Uint16(seg[0:2]) ||
-			LSN(binary.LittleEndian.Uint64(page[8:16])) != h.PageAddr+LSN(off)) {
-			break // zeroed or recycled space: the end of valid WAL
+		totLen := int(binary.LittleEndian.Uint32(hdr[0:4]))
+		if totLen < recordHeaderSize {
+			break // zeroes: the end of valid WAL
 		}
-		hdr := shortPageHeaderSize
-		if binary.LittleEndian.Uint16(page[2:4])&xlpLongHeader != 0 {
-			hdr = longPageHeaderSize
-		}
-		if off == 0 {
-			remLen = int(binary.LittleEndian.Uint32(page[16:20]))
-		}
-		if hdr <= len(page) {
-			data = append(data, page[hdr:]...)
-		}
-	}
-	pos := align8(remLen)
-	for pos+recordHeaderSize <= len(data) {
-		totLen := int(binary.LittleEndian.Uint32(data[pos : pos+4]))
-		if totLen == 0 {
-			break
-		}
-		if totLen < recordHeaderSize || pos+totLen > len(data) {
-			break // continues into the next segment, or garbage past the end
-		}
-		rec := data[pos : pos+totLen]
-		if t, isXact := xactTime(rec); isXact {
-			if !ok {
-				first = t
+		// Only transaction records are read whole; others are stepped over.
+		if hdr[17] == rmXact {
+			rec := make([]byte, totLen)
+			if !l.read(pos, rec) {
+				break // continues into the next segment
 			}
-			last = t
-			ok = true
+			if t, isXact := xactTime(rec); isXact {
+				if !ok {
+					first = t
+				}
+				last = t
+				ok = true
+			}
+		} else if !l.has(pos + totLen) {
+			break
 		}
 		pos += align8(totLen)
 	}
 	return first, last, ok, nil
+}
+
+// logical addresses a segment's WAL without its page headers, where records are
+// contiguous; alignment is kept because every page header is a multiple of 8 bytes.
+// It reads in place rather than copying the segment.
+type logical struct {
+	seg      []byte
+	bs       int
+	firstHdr int
+	end      int // logical length of the valid pages
+	remLen   int
+}
+
+func newLogical(seg []byte, bs int, pageAddr LSN) *logical {
+	l := &logical{seg: seg, bs: bs, firstHdr: shortPageHeaderSize}
+	if binary.LittleEndian.Uint16(seg[2:4])&xlpLongHeader != 0 {
+		l.firstHdr = longPageHeaderSize
+	}
+	l.remLen = int(binary.LittleEndian.Uint32(seg[16:20]))
+	magic := binary.LittleEndian.Uint16(seg[0:2])
+	for off := 0; off < len(seg); off += bs {
+		page := seg[off:min(off+bs, len(seg))]
+		if off > 0 && (len(page) < shortPageHeaderSize || binary.LittleEndian.Uint16(page[0:2]) != magic ||
+			LSN(binary.LittleEndian.Uint64(page[8:16])) != pageAddr+LSN(off)) {
+			break // zeroed or recycled space: the end of valid WAL
+		}
+		hdr := l.firstHdr
+		if off > 0 {
+			hdr = shortPageHeaderSize
+		}
+		l.end += max(len(page)-hdr, 0)
+	}
+	return l
+}
+
+// phys maps a logical offset to its offset in the segment.
+func (l *logical) phys(pos int) int {
+	first := l.bs - l.firstHdr
+	if pos < first {
+		return l.firstHdr + pos
+	}
+	pos -= first
+	per := l.bs - shortPageHeaderSize
+	return l.bs*(1+pos/per) + shortPageHeaderSize + pos%per
+}
+
+func (l *logical) has(end int) bool { return end <= l.end }
+
+// read copies len(dst) logical bytes from pos, across page headers.
+func (l *logical) read(pos int, dst []byte) bool {
+	if !l.has(pos + len(dst)) {
+		return false
+	}
+	for n := 0; n < len(dst); {
+		p := l.phys(pos + n)
+		pageEnd := (p/l.bs + 1) * l.bs
+		n += copy(dst[n:], l.seg[p:min(pageEnd, len(l.seg))])
+	}
+	return true
 }
 
 func align8(n int) int { return (n + 7) &^ 7 }
