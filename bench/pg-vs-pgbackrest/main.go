@@ -189,7 +189,9 @@ sources:
     data_dir: %s
     conninfo: "host=%s port=%d user=postgres dbname=postgres"
 `, *dir, data, sock, port))
-	pgctl := func(args ...string) { r.must(filepath.Join(bin, "pg_ctl"), append([]string{"-D", data, "-w", "-l", filepath.Join(*dir, "pg.log")}, args...)...) }
+	pgctl := func(args ...string) {
+		r.must(filepath.Join(bin, "pg_ctl"), append([]string{"-D", data, "-w", "-l", filepath.Join(*dir, "pg.log")}, args...)...)
+	}
 	pgctl("start")
 	defer r.run(filepath.Join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "stop")
 	psql := func(sql string) string {
