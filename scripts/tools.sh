@@ -12,3 +12,15 @@ if [ ! -x "$tools/node_modules/.bin/azurite-blob" ] || ! grep -q "\"version\": \
   npm install --prefix "$tools" --no-audit --no-fund --silent "azurite@$AZURITE_VERSION" >/dev/null
 fi
 export HARTVAULT_AZURITE_BIN="$tools/node_modules/.bin/azurite-blob"
+
+# PostgreSQL server binaries (initdb, pg_ctl, pg_dumpall, pg_amcheck, pg_waldump,
+# pgbench) for the PostgreSQL engine's tests and the demo.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  echo "==> installing PostgreSQL (Debian package postgresql)"
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql postgresql-contrib >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql postgresql-contrib >/dev/null; }
+  else
+    echo "PostgreSQL is not installed and this is not root: install the postgresql package" >&2; exit 1
+  fi
+fi
