@@ -254,3 +254,50 @@ func newestCommit(dir string) time.Time {
 	})
 	return newest
 }
+
+// TestPostgresTwoClustersOneSource: a source whose cluster was re-created (another
+// system identifier) never mixes the two: a diff is not based on the old cluster's
+// full, WAL is kept apart, and restores follow the new cluster.
+func TestPostgresTwoClustersOneSource(t *testing.T) {
+	p := newPGWorld(t, pgOpts{archive: true})
+	old := p.pg
+	p.ok("init")
+	writes(old, 1, 500)
+	oldFull := p.ok("backup", "pg").lastLine()
+	archived(t, old)
+	old.Stop()
+
+	// A new cluster under the same source name, archiving to the same place.
+	conf := []string{"archive_mode = on", fmt.Sprintf("archive_command = '%s --config %s wal-push pg %%p'", binary, p.plan)}
+	fresh := pgtest.New(t, pgtest.Options{Conf: conf})
+	p.writePGPlan("", fresh.DataDir, fresh.Conninfo("postgres"))
+	writes(fresh, 7, 800)
+	r := p.ok("backup", "pg", "--type", "diff", "--log-level", "warn")
+	if !strings.Contains(r.stderr, "no full backup of this cluster") {
+		t.Fatalf("a diff on another cluster's full was not refused:\n%s", r.stderr)
+	}
+	list := p.list()
+	if list[1].Type != "full" || list[1].Parent != nil {
+		t.Fatalf("the new cluster's first backup is %+v, want a full", list[1])
+	}
+	writes(fresh, 8, 100)
+	archived(t, fresh)
+	live := comparable(fresh.DumpAll())
+	got, _ := p.restoreAndDump("--to", "latest")
+	if got != live {
+		t.Fatalf("restore of the new cluster: %s", firstDiff(live, got))
+	}
+	// The old cluster's backup still restores, with its own WAL.
+	_, ro := p.restoreAndDump("--backup", oldFull)
+	if n := ro.SQL("postgres", "SELECT count(*), min(batch), max(batch) FROM accounts"); n != "500|1|1" {
+		t.Fatalf("old cluster's backup restored %q", n)
+	}
+	sysids := map[string]bool{}
+	des, _ := os.ReadDir(filepath.Join(strings.TrimPrefix(p.url, "file://"), "logs", "pg"))
+	for _, de := range des {
+		sysids[de.Name()] = true
+	}
+	if len(sysids) != 2 {
+		t.Fatalf("WAL of %d clusters in the archive, want 2 kept apart: %v", len(sysids), sysids)
+	}
+}

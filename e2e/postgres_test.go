@@ -98,8 +98,13 @@ func TestPostgresPointInTimeRestore(t *testing.T) {
 	p := newPGWorld(t, pgOpts{archive: true, checksums: true})
 	c := p.pg
 	p.ok("init")
+	// A tablespace: restored in place, under the restored data directory.
+	spc := p.owner.Dir(t, "hv-tablespace")
+	c.SQL("postgres", fmt.Sprintf("CREATE TABLESPACE ts LOCATION '%s'", spc))
+	c.SQL("postgres", "CREATE TABLE elsewhere (id int, v text) TABLESPACE ts; INSERT INTO elsewhere SELECT g, md5(g::text) FROM generate_series(1, 3000) g")
 	writes(c, 1, 2000)
 	full := p.ok("backup", "pg", "--type", "full").lastLine()
+	c.SQL("postgres", "INSERT INTO elsewhere SELECT g, 'after the full' FROM generate_series(1, 500) g")
 
 	writes(c, 2, 2000)
 	t1 := mark()
@@ -144,6 +149,12 @@ func TestPostgresPointInTimeRestore(t *testing.T) {
 		t.Fatalf("restore to %v differs from the dump taken then:\n%s", t1, firstDiff(dump1, got1))
 	}
 	r1.AmCheck()
+	if loc := r1.SQL("postgres", "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts'"); strings.HasPrefix(loc, spc) {
+		t.Fatalf("restored tablespace points at the original location %s", loc)
+	}
+	if n := r1.SQL("postgres", "SELECT count(*) FROM elsewhere"); n != "3500" {
+		t.Fatalf("restored tablespace table holds %s rows, want 3500", n)
+	}
 	// After the diff: full, diff pages, WAL.
 	got2, r2 := p.restoreAndDump("--to", t2.Format("2006-01-02 15:04:05.999999-07:00"))
 	if got2 != dump2 {
@@ -168,7 +179,8 @@ func TestPostgresPointInTimeRestore(t *testing.T) {
 func comparable(dump string) string {
 	var out []string
 	for _, l := range strings.Split(dump, "\n") {
-		if !strings.HasPrefix(l, "SELECT pg_catalog.setval(") {
+		// Tablespaces come back in place (under pg_tblspc), so their location differs.
+		if !strings.HasPrefix(l, "SELECT pg_catalog.setval(") && !strings.HasPrefix(l, "CREATE TABLESPACE ") {
 			out = append(out, l)
 		}
 	}

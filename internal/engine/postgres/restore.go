@@ -149,6 +149,10 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 	repo.SortManifests(rp.Backups)
 	rp.Steps = append(rp.Steps, fmt.Sprintf("cluster %d, PostgreSQL %d, timeline %d; backup consistent at LSN %s (%s)",
 		p.info.Server.SystemID, p.info.Server.Version/10000, p.info.Timeline, p.info.StopLSN, p.info.StopTime.Local().Format(time.RFC3339)))
+	for _, spc := range p.info.Tablespaces {
+		rp.Steps = append(rp.Steps, fmt.Sprintf("tablespace %s (oid %s, originally %s) to %s", spc.Name, spc.OID, spc.Location,
+			filepath.Join(tablespacesBase(req.Target), spc.OID)))
+	}
 	if p.target.Type == repo.TypeDiff {
 		rp.Steps = append(rp.Steps, fmt.Sprintf("write the full's files, then %d changed pages and %d whole files of the diff", p.info.ChangedPages, p.info.WholeFiles))
 	}
@@ -289,6 +293,10 @@ func (e *Engine) Restore(ctx context.Context, req engine.RestoreRequest, rp *eng
 		req.Progress = engine.NoProgress{}
 	}
 	req.Progress.SetTotal(total)
+	spcDirs, err := tablespaceDirs(req.Target, p.info.Tablespaces, req.Force)
+	if err != nil {
+		return err
+	}
 	t, err := fstree.PrepareTarget(req.Target, fstree.TargetOptions{Force: req.Force, Exact: true})
 	if err != nil {
 		return err
@@ -308,6 +316,9 @@ func (e *Engine) Restore(ctx context.Context, req engine.RestoreRequest, rp *eng
 		return err
 	}
 	os.Chmod(t.Dir(), 0o700)
+	if err := placeTablespaces(t.Dir(), spcDirs, owner); err != nil {
+		return err
+	}
 	if !req.Start {
 		rp.Notes = append(rp.Notes, fmt.Sprintf("start it with: pg_ctl -D %s start (recovery replays WAL through restore_command, then promotes)", t.Dir()))
 		return nil
@@ -317,6 +328,63 @@ func (e *Engine) Restore(ctx context.Context, req engine.RestoreRequest, rp *eng
 		return err
 	}
 	rp.Notes = append(rp.Notes, fmt.Sprintf("started on port %d; WAL replay and promotion took %s", req.Port, took.Round(time.Millisecond)))
+	return nil
+}
+
+// tablespacesBase is where a restore puts tablespaces: next to the data directory,
+// never at their original locations (which may belong to a running cluster).
+func tablespacesBase(target string) string {
+	abs, err := filepath.Abs(target)
+	if err != nil {
+		abs = target
+	}
+	return abs + ".tablespaces"
+}
+
+// tablespaceDirs checks where each tablespace will go, before anything is written:
+// a directory holding files is refused without --force.
+func tablespaceDirs(target string, spcs []tablespace, force bool) (map[string]string, error) {
+	out := map[string]string{}
+	for _, s := range spcs {
+		dir := filepath.Join(tablespacesBase(target), s.OID)
+		if des, err := os.ReadDir(dir); err == nil && len(des) > 0 {
+			if !force {
+				return nil, fmt.Errorf("tablespace %s would be restored to %s, which is not empty (use --force to replace it)", s.Name, dir)
+			}
+			if err := os.RemoveAll(dir); err != nil {
+				return nil, err
+			}
+		}
+		out[s.OID] = dir
+	}
+	return out, nil
+}
+
+// placeTablespaces moves each restored tablespace out of pg_tblspc/<oid> to its
+// directory and links it back, as PostgreSQL expects (13 and 14 accept only links).
+func placeTablespaces(dataDir string, dirs map[string]string, owner *repo.Owner) error {
+	for oid, dir := range dirs {
+		src := filepath.Join(dataDir, "pg_tblspc", oid)
+		if info, err := os.Lstat(src); err != nil || !info.IsDir() {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return err
+		}
+		if err := chownTree(filepath.Dir(dir), owner, false); err != nil {
+			return err
+		}
+		os.Remove(dir) // an empty directory left by an earlier restore
+		if err := os.Rename(src, dir); err != nil {
+			return fmt.Errorf("place tablespace %s at %s: %w", oid, dir, err)
+		}
+		if err := os.Symlink(dir, src); err != nil {
+			return fmt.Errorf("link tablespace %s: %w", oid, err)
+		}
+		if err := chownTree(src, owner, false); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
