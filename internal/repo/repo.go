@@ -95,6 +95,9 @@ type Options struct {
 	ToolVersion string
 	// Storage overrides how storage is opened (tests inject fault wrappers).
 	OpenStore func(ctx context.Context, url string) (*storage.Store, error)
+	// WorkFactor is the scrypt cost (log2) Init wraps a new key with; 0 means
+	// stream.DefaultWorkFactor. Tests lower it.
+	WorkFactor int
 }
 
 // Repo is an open repository.
@@ -168,12 +171,16 @@ func Init(ctx context.Context, opts Options) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		wrapped, err := stream.WrapKey(id, pass, stream.DefaultWorkFactor)
+		wf := opts.WorkFactor
+		if wf == 0 {
+			wf = stream.DefaultWorkFactor
+		}
+		wrapped, err := stream.WrapKey(id, pass, wf)
 		if err != nil {
 			return nil, fmt.Errorf("wrap repository key: %w", err)
 		}
 		cfg.Encryption = EncryptionConfig{Mode: ModePassphrase, Recipient: id.Recipient().String(),
-			WrappedKey: wrapped, WorkFactor: stream.DefaultWorkFactor}
+			WrappedKey: wrapped, WorkFactor: wf}
 	default:
 		return nil, errors.New("no encryption key configured: set passphrase_env, passphrase_file or recipients, or encryption: none")
 	}
