@@ -78,6 +78,7 @@ func TestBackupThroughFaultyStorage(t *testing.T) {
 		Keys:       repo.Keys{Passphrase: func() (string, error) { return "pass", nil }},
 		VolumeSize: 256 << 10, // many volumes, many chances to fail
 		Workers:    3,
+		WorkFactor: 10,
 		OpenStore:  open,
 	}
 	if _, err := repo.Init(ctx, opts); err != nil {
