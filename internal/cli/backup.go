@@ -57,6 +57,11 @@ line of the output.`,
 				return err
 			}
 			m := res.Manifest
+			if wr, ok := eng.(engine.Warner); ok {
+				for _, w := range wr.Warnings(m) {
+					fmt.Fprintf(a.env.Stderr, "hartvault: warning: %s\n", w)
+				}
+			}
 			fmt.Fprintf(out, "%s backup of %s: %d files, %s read, %s stored in %d objects, %s\n",
 				m.Type, m.Source, len(m.Files), bytesIEC(m.Bytes), bytesIEC(m.StoredBytes), len(m.Objects),
 				roundDuration(time.Since(start)))

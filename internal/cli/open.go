@@ -11,6 +11,7 @@ import (
 
 	"github.com/hartonomous/hartvault/internal/engine"
 	"github.com/hartonomous/hartvault/internal/engine/files"
+	"github.com/hartonomous/hartvault/internal/engine/mssql"
 	"github.com/hartonomous/hartvault/internal/engine/postgres"
 	"github.com/hartonomous/hartvault/internal/plan"
 	"github.com/hartonomous/hartvault/internal/repo"
@@ -95,6 +96,8 @@ func engineFor(p *plan.Plan, name string) (engine.Engine, error) {
 		return files.New(*src), nil
 	case plan.KindPostgres:
 		return postgres.New(*src, p.Path), nil
+	case plan.KindMSSQL:
+		return mssql.New(*src, mssql.Options{}), nil
 	}
 	return nil, fmt.Errorf("source %s: kind %s is not supported by this build", name, src.Kind)
 }

@@ -10,12 +10,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hartonomous/hartvault/internal/engine"
+	"github.com/hartonomous/hartvault/internal/plan"
 )
 
 func (a *app) restoreCommand() *cobra.Command {
 	var target, backupID, to string
-	var planOnly, force, start bool
+	var planOnly, force, start, apply, tailLog bool
 	var port int
+	var database, as string
 	cmd := &cobra.Command{
 		Use:   "restore SOURCE --target DIR [--backup ID | --to TIME]",
 		Short: "Restore a source",
@@ -25,9 +27,7 @@ at or before it. --plan prints what would be restored and touches nothing. A non
 is refused without --force.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if target == "" {
-				return usagef("restore needs --target DIR")
-			}
+
 			if backupID != "" && to != "" {
 				return usagef("give --backup or --to, not both")
 			}
@@ -48,8 +48,11 @@ is refused without --force.`,
 			if start && port == 0 {
 				return usagef("--start needs --port")
 			}
+			if target == "" && eng.Kind() != plan.KindMSSQL {
+				return usagef("restore needs --target DIR")
+			}
 			req := engine.RestoreRequest{Repo: r, BackupID: backupID, To: when, Target: target, Force: force, Log: a.logger(),
-				Start: start, Port: port}
+				Start: start, Port: port, Database: database, As: as, Apply: apply, TailLog: tailLog}
 			plan, err := eng.PlanRestore(ctx, req)
 			if err != nil {
 				return err
@@ -67,8 +70,12 @@ is refused without --force.`,
 				return err
 			}
 			last := plan.Backups[len(plan.Backups)-1]
+			into := target
+			if into == "" { // a database on a server
+				into = "database " + firstNonEmpty(as, database)
+			}
 			fmt.Fprintf(a.env.Stdout, "restored %s to %s (backup %s) into %s in %s\n", eng.Source(),
-				localTime(plan.To), last.ID, target, roundDuration(time.Since(began)))
+				localTime(plan.To), last.ID, into, roundDuration(time.Since(began)))
 			for _, n := range plan.Notes {
 				fmt.Fprintln(a.env.Stdout, n)
 			}
@@ -83,7 +90,20 @@ is refused without --force.`,
 	f.BoolVar(&force, "force", false, "restore into a non-empty target, replacing what it holds")
 	f.BoolVar(&start, "start", false, "PostgreSQL: start the restored cluster and wait until it is promoted")
 	f.IntVar(&port, "port", 0, "PostgreSQL: the port the restored cluster listens on")
+	f.StringVar(&database, "database", "", "SQL Server: the database to restore (optional when the source has one)")
+	f.StringVar(&as, "as", "", "SQL Server: restore under this database name (files are moved)")
+	f.BoolVar(&tailLog, "tail-log", false, "SQL Server: back up the tail of the log of the database being replaced first")
+	f.BoolVar(&apply, "apply", false, "SQL Server CLR: run the restored deploy script")
 	return cmd
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
 }
 
 func (a *app) printRestorePlan(plan *engine.RestorePlan, force bool) {

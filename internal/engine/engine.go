@@ -54,6 +54,7 @@ type RestoreRequest struct {
 	// Engine-specific options; an engine ignores those it has no use for.
 	Database string // SQL Server: the database to restore
 	As       string // SQL Server: restore under this name
+	TailLog  bool   // SQL Server: back up the tail of the log before replacing a database
 	Apply    bool   // SQL Server CLR: run the deploy script after restoring
 	Start    bool   // PostgreSQL: start the restored cluster and wait for recovery
 	Port     int    // PostgreSQL: the port to start it on
@@ -163,4 +164,10 @@ type Summarizer interface {
 // (PostgreSQL's WAL archive); it returns how many log files it checked.
 type LogVerifier interface {
 	VerifyLogs(ctx context.Context, r *repo.Repo, report func(Problem)) (int, error)
+}
+
+// Warner is implemented by engines whose backups can carry warnings worth showing
+// (a backup type changed, another tool's backups found).
+type Warner interface {
+	Warnings(m *repo.Manifest) []string
 }

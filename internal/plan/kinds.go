@@ -23,7 +23,9 @@ type kindSpec struct {
 }
 
 // commonSourceFields are the keys every kind accepts.
-func commonSourceFields() []string { return []string{"name", "kind"} }
+func commonSourceFields() []string {
+	return []string{"name", "kind", "schedule", "check_every", "retention", "alerts", "max_duration"}
+}
 
 // kindSpecs returns the known source kinds. A function, not a package variable, so the
 // table cannot be changed at run time.
@@ -31,6 +33,8 @@ func kindSpecs() map[string]kindSpec {
 	return map[string]kindSpec{
 		KindFiles:    {fields: []string{"paths", "exclude"}, validate: validateFiles},
 		KindPostgres: {fields: []string{"data_dir", "conninfo", "bin_dir"}, validate: validatePostgres},
+		KindMSSQL:    {fields: mssqlFields(), validate: validateMSSQL},
+		KindNeo4j:    {fields: neo4jFields(), validate: validateNeo4j},
 	}
 }
 

@@ -23,6 +23,10 @@ type Plan struct {
 	Path       string
 	Repository Repository
 	Sources    []Source
+	// Timezone names the zone schedules are read in ("" is the host's); Location is it loaded.
+	Timezone string
+	Location *time.Location
+	Agent    Agent
 }
 
 // Repository says where backups go and how they are protected.
@@ -61,6 +65,14 @@ type Source struct {
 	// Line is the line of the source's entry in the plan file (for messages).
 	Line int `yaml:"-"`
 
+	// Operations, for every kind (see ops.go): when backups run, how long they are
+	// kept, and when their age raises an alert.
+	Schedule    Schedule  `yaml:"schedule"`
+	CheckEvery  Duration  `yaml:"check_every"` // how often on-change sources are checked (default 1m)
+	Retention   Retention `yaml:"retention"`
+	Alerts      Alerts    `yaml:"alerts"`
+	MaxDuration Duration  `yaml:"max_duration"` // a backup running longer raises an alert (default 3x its 7-day average)
+
 	// kind: files
 	Paths   []string `yaml:"paths"`
 	Exclude []string `yaml:"exclude"`
@@ -70,9 +82,28 @@ type Source struct {
 	Conninfo string `yaml:"conninfo"` // libpq connection string (no password: use .pgpass or PGPASSWORD)
 	BinDir   string `yaml:"bin_dir"`  // PostgreSQL binaries; default from PATH or pg_config
 
-	// kind: mssql (fields added with the SQL Server engine)
+	// kind: mssql (fields added with the SQL Server engine; see kind_mssql.go)
+	DSNEnv          string       `yaml:"dsn_env"`           // environment variable holding a go-mssqldb DSN
+	Databases       []string     `yaml:"databases"`         // databases to back up
+	Mode            string       `yaml:"mode"`              // url | stream
+	MSSQLOptions    MSSQLOptions `yaml:"options"`           // BACKUP options
+	SASEnv          string       `yaml:"sas_env"`           // url mode: environment variable holding a SAS token for the container
+	SASLifetime     Duration     `yaml:"sas_lifetime"`      // url mode: lifetime of a SAS hartvault mints (default 24h)
+	StagingDir      string       `yaml:"staging_dir"`       // stream mode: directory on the SQL Server host
+	LocalStagingDir string       `yaml:"local_staging_dir"` // stream mode: the same directory as hartvault sees it
+	SetFullRecovery bool         `yaml:"set_full_recovery"` // log backups may switch a SIMPLE database to FULL
+	CLR             bool         `yaml:"clr"`               // also export CLR assemblies and their deploy script
+	CLRAssemblies   []string     `yaml:"clr_assemblies"`    // only these assemblies (default: all user assemblies)
 
 	// kind: neo4j (fields added with the Neo4j engine)
+	// (mode, shared with mssql above: logical | admin; see kind_neo4j.go)
+	URI          string `yaml:"uri"`           // Bolt URI of the server (bolt://, neo4j://, +s, +ssc)
+	User         string `yaml:"user"`          // Bolt user; empty: no authentication
+	PasswordEnv  string `yaml:"password_env"`  // environment variable holding the password (never the password)
+	Database     string `yaml:"database"`      // database name (default neo4j)
+	Neo4jHome    string `yaml:"neo4j_home"`    // admin mode: the installation whose bin/neo4j-admin is run
+	StopCommand  string `yaml:"stop_command"`  // admin mode on Community: stops the server before a dump or load
+	StartCommand string `yaml:"start_command"` // admin mode on Community: starts it again, even when the dump failed
 }
 
 // Duration is a time span written as 30s, 90m, 26h, 7d or 4w (also combinations Go's
@@ -119,6 +150,8 @@ func (p *Plan) Source(name string) *Source {
 type document struct {
 	Repository Repository `yaml:"repository"`
 	Sources    []Source   `yaml:"sources"`
+	Timezone   string     `yaml:"timezone"`
+	Agent      Agent      `yaml:"agent"`
 }
 
 // Load reads and validates the plan file at path.
@@ -189,7 +222,7 @@ func parse(file string, data []byte) (*Plan, *Error) {
 	if err != nil {
 		return nil, &Error{Msg: fmt.Sprintf("cannot find the plan file's directory: %v", err)}
 	}
-	p := &Plan{Path: file, Repository: doc.Repository, Sources: doc.Sources}
+	p := &Plan{Path: file, Repository: doc.Repository, Sources: doc.Sources, Timezone: doc.Timezone, Agent: doc.Agent}
 	v := &validator{file: file, dir: dir, sh: sh}
 	if e := v.plan(p); e != nil {
 		return nil, e

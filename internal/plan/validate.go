@@ -70,7 +70,10 @@ func (v *validator) plan(p *Plan) *Error {
 	if err := v.repository(&p.Repository); err != nil {
 		return err
 	}
-	return v.sources(p.Sources)
+	if err := v.sources(p.Sources); err != nil {
+		return err
+	}
+	return v.ops(p)
 }
 
 func (v *validator) repository(r *Repository) *Error {

@@ -1,3 +1,5 @@
+//go:build !windows
+
 // Package pgtest runs throwaway PostgreSQL clusters for tests: initdb and pg_ctl in
 // a temp dir, on a free port, as the postgres user when the tests run as root (CI
 // does, and initdb refuses root).
