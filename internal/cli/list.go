@@ -43,13 +43,14 @@ func toJSON(m *repo.Manifest) backupJSON {
 
 func (a *app) listCommand() *cobra.Command {
 	var asJSON bool
+	var replica string
 	cmd := &cobra.Command{
 		Use:   "list [SOURCE]",
 		Short: "List committed backups, oldest first",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			p, r, err := a.openRepo(ctx)
+			p, r, err := a.openForReading(ctx, replica)
 			if err != nil {
 				return err
 			}
@@ -105,6 +106,7 @@ func (a *app) listCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&replica, "replica", "", "list this replica (URL, number or name) instead of the primary")
 	return cmd
 }
 

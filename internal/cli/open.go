@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
+	"strconv"
 	"strings"
 
 	"filippo.io/age"
@@ -29,6 +31,8 @@ func (a *app) repoOptions(p *plan.Plan) repo.Options {
 		Level:       r.CompressionLevel,
 		VolumeSize:  int64(r.VolumeSize),
 		TempDir:     r.TempDir,
+		Tiers:       r.Tiers,
+		Immutable:   r.Immutable.Std(),
 		Logger:      a.logger(),
 		Now:         a.now,
 		ToolVersion: "hartvault " + Version,
@@ -79,6 +83,64 @@ func (a *app) openRepo(ctx context.Context) (*plan.Plan, *repo.Repo, error) {
 		return nil, nil, err
 	}
 	return p, r, nil
+}
+
+// openForReading opens the repository to read from: the replica named by replica
+// when given, else the primary, falling back to each replica in turn when the
+// primary cannot be opened (unreachable, missing) so a restore still works when
+// the primary is gone.
+func (a *app) openForReading(ctx context.Context, replica string) (*plan.Plan, *repo.Repo, error) {
+	p, err := a.loadPlan()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := a.repoOptions(p)
+	if replica != "" {
+		url, err := pickReplica(p, replica)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts.URL = url
+		r, err := repo.Open(ctx, opts)
+		return p, r, err
+	}
+	r, primaryErr := repo.Open(ctx, opts)
+	if primaryErr == nil || len(p.Repository.Replicas) == 0 || !fallbackWorthy(primaryErr) {
+		return p, r, primaryErr
+	}
+	for _, url := range p.Repository.Replicas {
+		fmt.Fprintf(a.env.Stderr, "hartvault: warning: primary repository unavailable (%s): reading from replica %s\n", oneLine(primaryErr.Error()), url)
+		opts.URL = url
+		if r, err := repo.Open(ctx, opts); err == nil {
+			return p, r, nil
+		}
+	}
+	return p, nil, primaryErr
+}
+
+// fallbackWorthy tells storage trouble (worth trying a replica) from mistakes a
+// replica shares (a wrong key, an unknown format).
+func fallbackWorthy(err error) bool {
+	msg := err.Error()
+	return !strings.Contains(msg, "passphrase") && !strings.Contains(msg, "format version") && !strings.Contains(msg, "encrypt")
+}
+
+// pickReplica resolves --replica/--from-replica: a replica URL, its 1-based number
+// in the plan, or its last path element (container, bucket or directory name).
+func pickReplica(p *plan.Plan, name string) (string, error) {
+	reps := p.Repository.Replicas
+	if n, err := strconv.Atoi(name); err == nil && n >= 1 && n <= len(reps) {
+		return reps[n-1], nil
+	}
+	for _, u := range reps {
+		if u == name || path.Base(strings.TrimSuffix(u, "/")) == name {
+			return u, nil
+		}
+	}
+	if len(reps) == 0 {
+		return "", usagef("the plan %s has no replicas", p.Path)
+	}
+	return "", usagef("no replica %q in %s (replicas: %s)", name, p.Path, strings.Join(reps, ", "))
 }
 
 // engineFor builds the engine of a plan source.

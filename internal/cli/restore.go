@@ -11,13 +11,17 @@ import (
 
 	"github.com/hartonomous/hartvault/internal/engine"
 	"github.com/hartonomous/hartvault/internal/plan"
+	"github.com/hartonomous/hartvault/internal/repo"
 )
 
 func (a *app) restoreCommand() *cobra.Command {
 	var target, backupID, to string
 	var planOnly, force, start, apply, tailLog bool
 	var port int
-	var database, as string
+	var database, as, priority string
+	var wait bool
+	var fromReplica string
+	var waitEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "restore SOURCE --target DIR [--backup ID | --to TIME]",
 		Short: "Restore a source",
@@ -36,7 +40,7 @@ is refused without --force.`,
 				return usageError{err}
 			}
 			ctx := cmd.Context()
-			p, r, err := a.openRepo(ctx)
+			p, r, err := a.openForReading(ctx, fromReplica)
 			if err != nil {
 				return err
 			}
@@ -57,9 +61,16 @@ is refused without --force.`,
 			if err != nil {
 				return err
 			}
+			archived, err := r.ArchiveStateOf(ctx, plan.Backups)
+			if err != nil {
+				return err
+			}
 			if planOnly {
-				a.printRestorePlan(plan, force)
+				a.printRestorePlan(plan, force, archived, priority)
 				return nil
+			}
+			if err := a.rehydrate(cmd, r, plan, archived, priority, wait, waitEvery); err != nil {
+				return err
 			}
 			bar := a.progress("restore " + eng.Source())
 			req.Progress = bar
@@ -94,6 +105,10 @@ is refused without --force.`,
 	f.StringVar(&as, "as", "", "SQL Server: restore under this database name (files are moved)")
 	f.BoolVar(&tailLog, "tail-log", false, "SQL Server: back up the tail of the log of the database being replaced first")
 	f.BoolVar(&apply, "apply", false, "SQL Server CLR: run the restored deploy script")
+	f.StringVar(&fromReplica, "from-replica", "", "read from this replica (URL, number or name); without it a failing primary falls back to the replicas")
+	f.BoolVar(&wait, "wait", false, "when objects are in the archive tier, wait for their rehydration, then restore")
+	f.StringVar(&priority, "rehydrate-priority", "standard", "rehydration priority from the archive tier: standard or high")
+	f.DurationVar(&waitEvery, "wait-interval", time.Minute, "how often --wait checks on rehydration")
 	return cmd
 }
 
@@ -106,7 +121,45 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-func (a *app) printRestorePlan(plan *engine.RestorePlan, force bool) {
+// rehydrate brings archived objects of a restore back online: it starts their
+// rehydration and, with --wait, waits for it; without, it stops with a message.
+func (a *app) rehydrate(cmd *cobra.Command, r *repo.Repo, plan *engine.RestorePlan, st repo.ArchiveState, priority string, wait bool, every time.Duration) error {
+	if st.Offline() == 0 {
+		return nil
+	}
+	if priority != "standard" && priority != "high" {
+		return usagef("--rehydrate-priority %q: want standard or high", priority)
+	}
+	ctx := cmd.Context()
+	if len(st.Archived) > 0 {
+		if err := r.Rehydrate(ctx, st.Archived, priority); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.env.Stdout, "started rehydration of %d archived objects (priority %s; it may take up to %s)\n",
+			len(st.Archived), priority, repo.RehydrationTime(priority))
+	}
+	if !wait {
+		return exitError{code: ExitFailed, msg: fmt.Sprintf("%d objects of this restore are being rehydrated from the archive tier: run the restore again when that is done, or add --wait", st.Offline())}
+	}
+	for {
+		cur, err := r.ArchiveStateOf(ctx, plan.Backups)
+		if err != nil {
+			return err
+		}
+		if cur.Offline() == 0 {
+			fmt.Fprintln(a.env.Stdout, "rehydration complete")
+			return nil
+		}
+		fmt.Fprintf(a.env.Stdout, "waiting for %d objects to be rehydrated\n", cur.Offline())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
+func (a *app) printRestorePlan(plan *engine.RestorePlan, force bool, archived repo.ArchiveState, priority string) {
 	out := a.env.Stdout
 	fmt.Fprintf(out, "restore plan for %s (%s)\n", plan.Source, plan.Kind)
 	fmt.Fprintf(out, "  to:      %s\n", localTime(plan.To))
@@ -126,6 +179,13 @@ func (a *app) printRestorePlan(plan *engine.RestorePlan, force bool) {
 	}
 	for _, s := range plan.Steps {
 		fmt.Fprintf(out, "  - %s\n", s)
+	}
+	if n := archived.Offline(); n > 0 {
+		fmt.Fprintf(out, "  archive: %d objects are in the archive tier (%d already being rehydrated): the restore starts their rehydration, which may take up to %s at %s priority; --wait waits for it\n",
+			n, len(archived.Rehydrating), repo.RehydrationTime(priority), priority)
+		for _, k := range append(archived.Archived, archived.Rehydrating...) {
+			fmt.Fprintf(out, "    %s\n", k)
+		}
 	}
 	state := "does not exist: will be created"
 	if des, err := os.ReadDir(plan.Target); err == nil {

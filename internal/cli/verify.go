@@ -29,7 +29,7 @@ type damagedObject struct {
 }
 
 func (a *app) verifyCommand() *cobra.Command {
-	var backupID string
+	var backupID, replica string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "verify [SOURCE]",
@@ -40,7 +40,14 @@ damaged backup and object.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			p, r, err := a.openRepo(ctx)
+			var p *plan.Plan
+			var r *repo.Repo
+			var err error
+			if replica != "" {
+				p, r, err = a.openForReading(ctx, replica)
+			} else {
+				p, r, err = a.openRepo(ctx)
+			}
 			if err != nil {
 				return err
 			}
@@ -160,6 +167,7 @@ damaged backup and object.`,
 		},
 	}
 	cmd.Flags().StringVar(&backupID, "backup", "", "verify only this backup (id or tag)")
+	cmd.Flags().StringVar(&replica, "replica", "", "verify this replica (URL, number or name) instead of the primary")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -103,6 +103,25 @@ func ParseSchedule(expr string) (cron.Schedule, error) {
 }
 
 func (v *validator) ops(p *Plan) *Error {
+	for key, tier := range p.Repository.Tiers {
+		f := "repository.tiers." + key
+		switch key {
+		case "full", "diff", "log", KindFiles, KindPostgres, KindMSSQL, KindNeo4j:
+		default:
+			return v.errf(f, "unknown key %q (want full, diff, log or a source kind)", key)
+		}
+		switch tier {
+		case "hot", "cool", "cold", "archive":
+		default:
+			return v.errf(f, "unknown tier %q (want hot, cool, cold or archive)", tier)
+		}
+		if key == "log" && tier == "archive" {
+			return v.errf(f, "the log is read during every restore and cannot wait hours for rehydration: use hot, cool or cold")
+		}
+	}
+	if p.Repository.Immutable < 0 {
+		return v.errf("repository.immutable", "must be positive")
+	}
 	p.Location = time.Local
 	if p.Timezone != "" {
 		loc, err := time.LoadLocation(p.Timezone)

@@ -50,6 +50,11 @@ type Repository struct {
 	VolumeSize Size `yaml:"volume_size"`
 	// TempDir is where uploads to remote stores are spooled; default the OS temp dir.
 	TempDir string `yaml:"temp_dir"`
+	// Tiers maps a backup type (full, diff, log) or a source kind (files, postgres,
+	// mssql, neo4j: it wins over the type) to an access tier: hot, cool, cold, archive.
+	Tiers map[string]string `yaml:"tiers"`
+	// Immutable writes every object with a retention lock for this long (see ops.go).
+	Immutable Duration `yaml:"immutable"`
 }
 
 // Source kinds. See kinds.go for how a kind declares its fields.

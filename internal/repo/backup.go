@@ -160,7 +160,7 @@ func (p *PackWriter) open() error {
 		return err
 	}
 	n, key := p.b.newObject()
-	ow, err := p.b.r.store.NewWriter(p.b.ctx, key, storage.PutOptions{})
+	ow, err := p.b.r.store.NewWriter(p.b.ctx, key, p.b.r.putOptions(p.b.m.Kind, p.b.m.Type))
 	if err != nil {
 		return fmt.Errorf("start volume %s: %w", key, err)
 	}
@@ -309,7 +309,8 @@ func (b *Backup) Commit(ctx context.Context) (*Manifest, error) {
 		return nil, err
 	}
 	key := manifestKey(m.Source, m.ID)
-	if err := b.r.store.Put(ctx, key, data, storage.PutOptions{IfNotExist: true}); err != nil && !errors.Is(err, storage.ErrExists) {
+	po := storage.PutOptions{IfNotExist: true, RetainUntil: b.r.putOptions(m.Kind, m.Type).RetainUntil}
+	if err := b.r.store.Put(ctx, key, data, po); err != nil && !errors.Is(err, storage.ErrExists) {
 		return nil, fmt.Errorf("write manifest %s: %w", key, err)
 	}
 	b.done = true

@@ -28,7 +28,9 @@ func (r *Repo) PutLog(ctx context.Context, source, name string, plain []byte, ex
 		return 0, err
 	}
 	key := LogPrefix(source) + name
-	if err := r.store.Put(ctx, key, data, storage.PutOptions{IfNotExist: exclusive}); err != nil {
+	po := r.putOptions("", TypeLog)
+	po.IfNotExist = exclusive
+	if err := r.store.Put(ctx, key, data, po); err != nil {
 		if errors.Is(err, storage.ErrExists) {
 			return 0, err
 		}

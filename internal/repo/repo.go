@@ -98,6 +98,27 @@ type Options struct {
 	// WorkFactor is the scrypt cost (log2) Init wraps a new key with; 0 means
 	// stream.DefaultWorkFactor. Tests lower it.
 	WorkFactor int
+	// Tiers maps a backup type or a source kind (the kind wins) to an access tier.
+	Tiers map[string]string
+	// Immutable locks every object written (data, manifests, log) for this long.
+	Immutable time.Duration
+}
+
+// tierFor picks the access tier of a backup's objects.
+func (o *Options) tierFor(kind, typ string) string {
+	if t, ok := o.Tiers[kind]; ok {
+		return t
+	}
+	return o.Tiers[typ]
+}
+
+// putOptions are the write options of an object of a backup of kind and type.
+func (r *Repo) putOptions(kind, typ string) storage.PutOptions {
+	po := storage.PutOptions{Tier: r.opts.tierFor(kind, typ)}
+	if r.opts.Immutable > 0 {
+		po.RetainUntil = r.opts.Now().Add(r.opts.Immutable)
+	}
+	return po
 }
 
 // Repo is an open repository.

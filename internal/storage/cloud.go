@@ -180,12 +180,30 @@ func (c *Cloud) Put(ctx context.Context, key string, body io.Reader, size int64,
 	if err != nil {
 		return c.wrap("put", key, err)
 	}
+	lock, err := c.lockSetter(opts.RetainUntil)
+	if err != nil {
+		return c.wrap("put", key, err)
+	}
 	er := &exactReader{ctx: ctx, r: body, remaining: size, size: size}
 	err = c.bucket.Upload(ctx, key, er, &blob.WriterOptions{
 		ContentType: "application/octet-stream",
 		IfNotExist:  opts.IfNotExist,
-		BeforeWrite: before,
+		BeforeWrite: func(as func(any) bool) error {
+			for _, f := range []func(func(any) bool) error{before, lock} {
+				if f != nil {
+					if err := f(as); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
 	})
+	if err == nil && er.err == nil && c.scheme == "azblob" && !opts.RetainUntil.IsZero() {
+		// Azure sets a blob's immutability policy after the upload, on the version
+		// just written (the container needs version-level immutability support).
+		err = c.azureSetPolicy(ctx, key, opts.RetainUntil)
+	}
 	if er.err != nil {
 		// The body failed, not the service: report the body's error as it is
 		// (transient only if the body said so). Nothing was committed.
@@ -265,6 +283,95 @@ func genericTier(native string, table map[string]string) string {
 
 // tierSetter returns a BeforeWrite hook that sets the tier. A name that is not
 // one of the generic ones is passed to the backend as is (e.g. "GLACIER").
+// lockSetter sets a retention lock at upload where the backend takes one then.
+func (c *Cloud) lockSetter(until time.Time) (func(as func(any) bool) error, error) {
+	if until.IsZero() {
+		return nil, nil
+	}
+	switch c.scheme {
+	case "azblob":
+		return nil, nil // set after the upload
+	case "s3":
+		return func(as func(any) bool) error {
+			var in *transfermanager.UploadObjectInput
+			if !as(&in) {
+				return errors.New("cannot set the object lock: unexpected S3 upload input type")
+			}
+			in.ObjectLockMode = tmtypes.ObjectLockModeGovernance
+			in.ObjectLockRetainUntilDate = aws.Time(until)
+			return nil
+		}, nil
+	case "gs":
+		return func(as func(any) bool) error {
+			var w *gcs.Writer
+			if !as(&w) {
+				return errors.New("cannot set the retention: unexpected GCS writer type")
+			}
+			w.Retention = &gcs.ObjectRetention{Mode: "Unlocked", RetainUntil: until}
+			return nil
+		}, nil
+	}
+	return nil, fmt.Errorf("retention locks are not supported for scheme %q", c.scheme)
+}
+
+func (c *Cloud) azureBlob(key string) (*azblobblob.Client, error) {
+	var cc *container.Client
+	if !c.bucket.As(&cc) {
+		return nil, errors.New("cannot reach the Azure container client")
+	}
+	return cc.NewBlobClient(key), nil
+}
+
+// azureSetPolicy puts an unlocked (shortenable only by a privileged identity, like
+// S3's governance mode) immutability policy on a blob.
+func (c *Cloud) azureSetPolicy(ctx context.Context, key string, until time.Time) error {
+	bc, err := c.azureBlob(key)
+	if err != nil {
+		return err
+	}
+	mode := azblobblob.ImmutabilityPolicySettingUnlocked
+	_, err = bc.SetImmutabilityPolicy(ctx, until, &azblobblob.SetImmutabilityPolicyOptions{Mode: &mode})
+	if err != nil {
+		return fmt.Errorf("set immutability policy (the container needs version-level immutability support): %w", condenseAzure(err))
+	}
+	return nil
+}
+
+// Rehydrate starts bringing an archived object back online: Azure sets its tier to
+// hot with the given priority; S3 restores a copy for 7 days; GCS needs nothing.
+func (c *Cloud) Rehydrate(ctx context.Context, key, priority string) error {
+	switch c.scheme {
+	case "azblob":
+		bc, err := c.azureBlob(key)
+		if err != nil {
+			return c.wrap("rehydrate", key, err)
+		}
+		prio := azblobblob.RehydratePriorityStandard
+		if priority == "high" {
+			prio = azblobblob.RehydratePriorityHigh
+		}
+		_, err = bc.SetTier(ctx, azblobblob.AccessTierHot, &azblobblob.SetTierOptions{RehydratePriority: &prio})
+		return c.classify(ctx, "rehydrate", key, err, false)
+	case "s3":
+		var sc *s3.Client
+		if !c.bucket.As(&sc) {
+			return c.wrap("rehydrate", key, errors.New("cannot reach the S3 client"))
+		}
+		tier := s3types.TierStandard
+		if priority == "high" {
+			tier = s3types.TierExpedited
+		}
+		_, err := sc.RestoreObject(ctx, &s3.RestoreObjectInput{Bucket: aws.String(c.name), Key: aws.String(key),
+			RestoreRequest: &s3types.RestoreRequest{Days: aws.Int32(7), GlacierJobParameters: &s3types.GlacierJobParameters{Tier: tier}}})
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "RestoreAlreadyInProgress" {
+			return nil
+		}
+		return c.classify(ctx, "rehydrate", key, err, false)
+	}
+	return nil
+}
+
 func (c *Cloud) tierSetter(tier string) (func(as func(any) bool) error, error) {
 	if tier == "" {
 		return nil, nil
@@ -371,8 +478,14 @@ func (c *Cloud) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 	switch c.scheme {
 	case "azblob":
 		var p azblobblob.GetPropertiesResponse
-		if a.As(&p) && p.AccessTier != nil {
-			info.Tier = strings.ToLower(*p.AccessTier)
+		if a.As(&p) {
+			if p.AccessTier != nil {
+				info.Tier = strings.ToLower(*p.AccessTier)
+			}
+			info.Rehydrating = p.ArchiveStatus != nil && strings.HasPrefix(strings.ToLower(*p.ArchiveStatus), "rehydrate-pending")
+			if p.ImmutabilityPolicyExpiresOn != nil {
+				info.LockedUntil = *p.ImmutabilityPolicyExpiresOn
+			}
 		}
 	case "s3":
 		var h s3.HeadObjectOutput
@@ -382,11 +495,18 @@ func (c *Cloud) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 			if h.StorageClass != "" {
 				info.Tier = genericTier(string(h.StorageClass), s3Classes)
 			}
+			info.Rehydrating = h.Restore != nil && strings.Contains(*h.Restore, `ongoing-request="true"`)
+			if h.ObjectLockRetainUntilDate != nil {
+				info.LockedUntil = *h.ObjectLockRetainUntilDate
+			}
 		}
 	case "gs":
 		var oa gcs.ObjectAttrs
 		if a.As(&oa) && oa.StorageClass != "" {
 			info.Tier = genericTier(oa.StorageClass, gcsClasses)
+		}
+		if oa.Retention != nil {
+			info.LockedUntil = oa.Retention.RetainUntil
 		}
 	}
 	return info, nil

@@ -49,6 +49,10 @@ type ObjectInfo struct {
 	ModTime time.Time
 	// Tier is the access tier or storage class when the backend has one ("" otherwise).
 	Tier string
+	// Rehydrating is true while an archived object is being brought back online.
+	Rehydrating bool
+	// LockedUntil is the end of the object's retention lock (zero: none).
+	LockedUntil time.Time
 }
 
 // PutOptions tune a single write.
@@ -59,6 +63,10 @@ type PutOptions struct {
 	// Tier is an access tier / storage class name ("hot", "cool", "archive", ...);
 	// "" keeps the backend default.
 	Tier string
+	// RetainUntil, when set, writes the object with a retention lock until then
+	// (Azure version-level immutability, S3 Object Lock in governance mode, GCS
+	// object retention): it cannot be deleted or overwritten before.
+	RetainUntil time.Time
 }
 
 // Driver is one storage backend. Keys are slash-separated, relative, never start
@@ -89,6 +97,13 @@ type ObjectWriter interface {
 	io.Writer
 	Commit() error
 	Abort() error
+}
+
+// Rehydrater is implemented by drivers whose archive tier must be brought back
+// online before an object can be read (Azure Archive, S3 Glacier classes).
+type Rehydrater interface {
+	// Rehydrate starts bringing the object back; priority is "standard" or "high".
+	Rehydrate(ctx context.Context, key, priority string) error
 }
 
 // StreamDriver is implemented by drivers that can take a stream of unknown size

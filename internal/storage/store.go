@@ -207,6 +207,16 @@ func (s *Store) delay(attempt int) time.Duration {
 	return time.Duration(rand.Int64N(int64(ceil) + 1))
 }
 
+// Rehydrate starts bringing an archived object back online (a no-op for backends
+// without an offline tier).
+func (s *Store) Rehydrate(ctx context.Context, key, priority string) error {
+	rh, ok := s.d.(Rehydrater)
+	if !ok {
+		return nil
+	}
+	return s.retry(ctx, "rehydrate", key, func() error { return rh.Rehydrate(ctx, key, priority) })
+}
+
 // Put stores data under key, retrying transient failures.
 //
 // With opts.IfNotExist, an attempt can fail ambiguously (the write landed but
