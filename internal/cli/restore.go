@@ -163,8 +163,11 @@ func (a *app) printRestorePlan(plan *engine.RestorePlan, force bool, archived re
 	out := a.env.Stdout
 	fmt.Fprintf(out, "restore plan for %s (%s)\n", plan.Source, plan.Kind)
 	fmt.Fprintf(out, "  to:      %s\n", localTime(plan.To))
-	if !plan.Earliest.IsZero() {
+	switch {
+	case !plan.Latest.IsZero():
 		fmt.Fprintf(out, "  window:  %s .. %s (restorable instants)\n", localTime(plan.Earliest), localTime(plan.Latest))
+	case !plan.Earliest.IsZero():
+		fmt.Fprintf(out, "  window:  %s .. now (the newest backup before the instant)\n", localTime(plan.Earliest))
 	}
 	for i, m := range plan.Backups {
 		label := "backup:"
@@ -205,3 +208,5 @@ func (a *app) printRestorePlan(plan *engine.RestorePlan, force bool, archived re
 	}
 	fmt.Fprintln(out, "nothing was touched (--plan)")
 }
+
+func emptyArchiveState() repo.ArchiveState { return repo.ArchiveState{} }

@@ -141,6 +141,8 @@ repository is and what to back up.`,
 		a.walPushCommand(),
 		a.walFetchCommand(),
 		a.walStreamCommand(),
+		a.recoverCommand(),
+		a.drillCommand(),
 	)
 	return root
 }

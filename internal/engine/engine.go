@@ -6,6 +6,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -58,6 +59,9 @@ type RestoreRequest struct {
 	Apply    bool   // SQL Server CLR: run the deploy script after restoring
 	Start    bool   // PostgreSQL: start the restored cluster and wait for recovery
 	Port     int    // PostgreSQL: the port to start it on
+	// NoArchive keeps a restored copy from archiving into the repository (drills,
+	// scratch restores): only a system that replaces the original should.
+	NoArchive bool
 }
 
 // RestorePlan is what a restore will do, worked out before anything is touched.
@@ -68,8 +72,9 @@ type RestorePlan struct {
 	Backups []*repo.Manifest
 	// To is the point restored to: a backup's end, or a time within the window.
 	To time.Time
-	// Earliest and Latest bound the instants the source can be restored to; both
-	// zero when only backup points can be restored (file sets).
+	// Earliest and Latest bound the instants the source can be restored to; Latest
+	// is zero when any later instant is (a file set restores its newest backup
+	// before it).
 	Earliest, Latest time.Time
 	Target           string
 	// Steps are engine-specific lines (WAL range, T-SQL statements, ...) that --plan prints.
@@ -113,20 +118,29 @@ type Result struct {
 // RunBackup takes the source's lock, removes what interrupted runs left, runs the
 // engine's backup, and brings replicas up to date. Replica failures do not fail the
 // backup (it is committed on the primary); they are in Result.Replicas.
-func RunBackup(ctx context.Context, eng Engine, req BackupRequest) (*Result, error) {
+func RunBackup(ctx context.Context, eng Engine, req BackupRequest) (res *Result, err error) {
 	lock, err := req.Repo.Lock(ctx, eng.Source(), "backup")
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Release(context.WithoutCancel(ctx))
 	req.Lock = lock
+	// The run log records every attempt that got the lock, whatever its outcome.
+	rec := req.Repo.StartRun(ctx, eng.Source(), req.Type, lock)
+	defer func() {
+		o := repo.Outcome{Err: err, Unchanged: errors.As(err, new(*UnchangedError))}
+		if res != nil {
+			o.Manifest, o.Replicas = res.Manifest, res.Replicas
+		}
+		rec.Finish(ctx, o)
+	}()
 	if req.Progress == nil {
 		req.Progress = NoProgress{}
 	}
 	if req.Log == nil {
 		req.Log = slog.New(slog.DiscardHandler)
 	}
-	res := &Result{}
+	res = &Result{}
 	res.Leftovers, err = req.Repo.CleanLeftovers(ctx, eng.Source(), "")
 	if err != nil {
 		return nil, err
@@ -170,4 +184,35 @@ type LogVerifier interface {
 // (a backup type changed, another tool's backups found).
 type Warner interface {
 	Warnings(m *repo.Manifest) []string
+}
+
+// LogPruner is implemented by engines with a continuous log outside manifests
+// (PostgreSQL's WAL archive). Retention calls it once it has decided which backups
+// stay: it lists the log objects that neither a kept backup nor the log rule needs
+// and, unless req.DryRun, deletes them, oldest first.
+type LogPruner interface {
+	PruneLogs(ctx context.Context, r *repo.Repo, req LogPruneRequest) ([]LogRange, error)
+}
+
+// LogPruneRequest is what retention keeps.
+type LogPruneRequest struct {
+	// Kept are the source's backups that stay, oldest first.
+	Kept []*repo.Manifest
+	// Since keeps every log object written at or after it, needed by a backup or
+	// not (the log rule's age: "log: 7d"); zero keeps nothing more.
+	Since time.Time
+	// Forever keeps every log object ("log: forever"): nothing is listed.
+	Forever bool
+	DryRun  bool
+	Log     *slog.Logger
+}
+
+// LogRange is a run of log objects pruned for one reason.
+type LogRange struct {
+	// What names the run ("WAL of cluster 7301..., timeline 1: 0000000100000000000000A0..0000000100000000000000C7").
+	What   string
+	Reason string
+	// Objects are the names relative to the source's log prefix (repo.LogPrefix).
+	Objects []string
+	Bytes   int64
 }

@@ -122,6 +122,9 @@ func (v *validator) ops(p *Plan) *Error {
 	if p.Repository.Immutable < 0 {
 		return v.errf("repository.immutable", "must be positive")
 	}
+	if err := v.recovery(p); err != nil {
+		return err
+	}
 	p.Location = time.Local
 	if p.Timezone != "" {
 		loc, err := time.LoadLocation(p.Timezone)

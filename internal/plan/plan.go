@@ -27,6 +27,8 @@ type Plan struct {
 	Timezone string
 	Location *time.Location
 	Agent    Agent
+	Recovery Recovery
+	Drills   Drills
 }
 
 // Repository says where backups go and how they are protected.
@@ -157,6 +159,8 @@ type document struct {
 	Sources    []Source   `yaml:"sources"`
 	Timezone   string     `yaml:"timezone"`
 	Agent      Agent      `yaml:"agent"`
+	Recovery   Recovery   `yaml:"recovery"`
+	Drills     Drills     `yaml:"drills"`
 }
 
 // Load reads and validates the plan file at path.
@@ -227,7 +231,8 @@ func parse(file string, data []byte) (*Plan, *Error) {
 	if err != nil {
 		return nil, &Error{Msg: fmt.Sprintf("cannot find the plan file's directory: %v", err)}
 	}
-	p := &Plan{Path: file, Repository: doc.Repository, Sources: doc.Sources, Timezone: doc.Timezone, Agent: doc.Agent}
+	p := &Plan{Path: file, Repository: doc.Repository, Sources: doc.Sources, Timezone: doc.Timezone, Agent: doc.Agent,
+		Recovery: doc.Recovery, Drills: doc.Drills}
 	v := &validator{file: file, dir: dir, sh: sh}
 	if e := v.plan(p); e != nil {
 		return nil, e

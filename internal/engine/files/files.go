@@ -272,7 +272,9 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 	if err != nil {
 		return nil, err
 	}
-	plan := &engine.RestorePlan{Source: e.src.Name, Kind: e.Kind(), To: m.Finished, Target: req.Target, Engine: m}
+	// Restorable: any instant from the first backup on (to the newest backup before it).
+	plan := &engine.RestorePlan{Source: e.src.Name, Kind: e.Kind(), To: m.Finished, Target: req.Target, Engine: m,
+		Earliest: history[0].Finished}
 	for _, cm := range chain {
 		plan.Backups = append(plan.Backups, cm)
 	}

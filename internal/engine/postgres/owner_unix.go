@@ -37,3 +37,15 @@ func chownTree(dir string, owner *repo.Owner, all bool) error {
 		return os.Lchown(p, owner.UID, owner.GID)
 	})
 }
+
+// ownerOfDir reads who owns a directory (the cluster's owner).
+func ownerOfDir(dir string) (*repo.Owner, error) {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return &repo.Owner{UID: int(st.Uid), GID: int(st.Gid)}, nil
+	}
+	return nil, nil
+}

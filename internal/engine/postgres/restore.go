@@ -303,7 +303,7 @@ func (e *Engine) Restore(ctx context.Context, req engine.RestoreRequest, rp *eng
 	}
 	err = fstree.RestoreFiles(ctx, req.Repo, m, files, t.Staging(), req.Progress.Add)
 	if err == nil {
-		err = e.setupRecovery(t.Staging(), p, req.Port, owner)
+		err = e.setupRecovery(t.Staging(), p, req.Port, req.NoArchive, owner)
 	}
 	if err == nil {
 		err = t.Commit()
@@ -400,7 +400,7 @@ func recoveryTimeline(p *pgPlan) string {
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // setupRecovery writes what recovery needs into the restored data directory.
-func (e *Engine) setupRecovery(dir string, p *pgPlan, port int, owner *repo.Owner) error {
+func (e *Engine) setupRecovery(dir string, p *pgPlan, port int, noArchive bool, owner *repo.Owner) error {
 	for _, d := range []string{"pg_wal", filepath.Join("pg_wal", "archive_status")} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return err
@@ -420,6 +420,9 @@ func (e *Engine) setupRecovery(dir string, p *pgPlan, port int, owner *repo.Owne
 		lines = append(lines, recoveryTimeline(p))
 	}
 	lines = append(lines, "recovery_target_action = 'promote'")
+	if noArchive {
+		lines = append(lines, "archive_mode = off # a scratch copy must not archive into the repository")
+	}
 	if port > 0 {
 		lines = append(lines, fmt.Sprintf("port = %d", port))
 	}

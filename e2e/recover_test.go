@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hartonomous/hartvault/internal/repo"
+	"github.com/hartonomous/hartvault/internal/testutil/pgtest"
+)
+
+// TestRecoverAndDrill: a PostgreSQL cluster and a file set written together over
+// time; recover --to T brings both to T and the checks pass; drills pass, and fail
+// when a check cannot hold, each recorded in the repository.
+func TestRecoverAndDrill(t *testing.T) {
+	p := newPGWorld(t, pgOpts{archive: true})
+	c := p.pg
+	files := p.owner.Dir(t, "hv-config")
+	cfg := filepath.Join(files, "hartonomous.conf")
+	setConfig := func(v string) {
+		if err := os.WriteFile(cfg, []byte("version = "+v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recovered := p.owner.Dir(t, "hv-recovered")
+	port := pgtest.FreePort(t)
+	writePlan := func(extraCheck string) {
+		y := fmt.Sprintf(`repository:
+  url: %s
+  passphrase_env: HARTVAULT_PASSPHRASE
+sources:
+  - name: pg
+    kind: postgres
+    data_dir: %s
+    conninfo: %q
+  - name: config
+    kind: files
+    paths: [%s]
+recovery:
+  order: [pg, config]
+  targets:
+    pg: { data_dir: %s/pg, port: %d }
+    config: { dir: %s/config }
+  checks:
+    - source: pg
+      sql: "SELECT count(*) > 0 FROM accounts WHERE at <= :target"
+    - source: pg
+      sql: "SELECT NOT EXISTS (SELECT 1 FROM accounts WHERE at > :target)"
+%sdrills:
+  every: 90d
+  sources: [pg, config]
+`, p.url, c.DataDir, c.Conninfo("postgres"), files, recovered, port, recovered, extraCheck)
+		if err := os.WriteFile(p.plan, []byte(y), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePlan("")
+	p.ok("init")
+	writes(c, 1, 1000)
+	setConfig("1")
+	p.ok("backup", "pg")
+	p.ok("backup", "config")
+	writes(c, 2, 1000)
+	setConfig("2")
+	p.ok("backup", "config")
+	at := mark()
+	want := c.SQL("postgres", "SELECT count(*), max(batch) FROM accounts")
+	writes(c, 3, 1000)
+	setConfig("3")
+	p.ok("backup", "config")
+	archived(t, c)
+
+	plan := p.ok("recover", "--to", at.Format(time.RFC3339Nano), "--plan")
+	for _, want := range []string{"pg (window", "config (window", "instants every source can reach", "nothing was touched"} {
+		if !strings.Contains(plan.stdout, want) {
+			t.Fatalf("recover --plan lacks %q:\n%s", want, plan.stdout)
+		}
+	}
+	p.fails(1, "restorable windows", "recover", "--to", "2001-01-01 00:00:00")
+
+	rep := p.ok("recover", "--to", at.Format(time.RFC3339Nano))
+	t.Logf("recover report:\n%s", rep.stdout)
+	if !strings.Contains(rep.stdout, "recovered in") || strings.Count(rep.stdout, ": passed") != 2 {
+		t.Fatalf("recover report:\n%s", rep.stdout)
+	}
+	rc := pgtest.Attach(t, filepath.Join(recovered, "pg"), port)
+	rc.SockDir = rc.DataDir
+	if got := rc.SQL("postgres", "SELECT count(*), max(batch) FROM accounts"); got != want {
+		t.Fatalf("recovered cluster holds %s, want %s as at %v", got, want, at)
+	}
+	gotCfg := readConfig(t, filepath.Join(recovered, "config"))
+	if gotCfg != "version = 2\n" {
+		t.Fatalf("recovered config says %q, want version 2", gotCfg)
+	}
+	rc.Stop()
+
+	// A drill passes and is recorded.
+	d := p.ok("drill")
+	if !strings.Contains(d.stdout, "passed; recovery time") {
+		t.Fatalf("drill:\n%s", d.stdout)
+	}
+	// One whose check cannot hold fails, and is recorded too.
+	writePlan("    - source: pg\n      sql: \"SELECT false\"\n")
+	p.fails(1, "the drill failed", "drill")
+
+	r, err := repo.Open(context.Background(), repo.Options{URL: p.url, Keys: repo.Keys{Passphrase: func() (string, error) { return "pg passphrase", nil }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drills, err := r.Drills(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(drills) != 2 || !drills[0].Passed || drills[1].Passed || drills[0].Took <= 0 {
+		t.Fatalf("drill records: %+v", drills)
+	}
+	// The scratch places are gone and nothing scratch archived into the repository.
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "hartvault-drill-*"))
+	for _, m := range matches {
+		if info, err := os.Stat(m); err == nil && info.ModTime().After(at) {
+			t.Fatalf("drill scratch %s left behind", m)
+		}
+	}
+}
+
+// readConfig finds the restored hartonomous.conf under dir.
+func readConfig(t *testing.T, dir string) string {
+	var got string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "hartonomous.conf" {
+			b, _ := os.ReadFile(p)
+			got = string(b)
+		}
+		return nil
+	})
+	return got
+}
