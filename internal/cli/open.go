@@ -14,6 +14,7 @@ import (
 	"github.com/hartonomous/hartvault/internal/engine"
 	"github.com/hartonomous/hartvault/internal/engine/files"
 	"github.com/hartonomous/hartvault/internal/engine/mssql"
+	"github.com/hartonomous/hartvault/internal/engine/neo4j"
 	"github.com/hartonomous/hartvault/internal/engine/postgres"
 	"github.com/hartonomous/hartvault/internal/plan"
 	"github.com/hartonomous/hartvault/internal/repo"
@@ -160,6 +161,8 @@ func engineFor(p *plan.Plan, name string) (engine.Engine, error) {
 		return postgres.New(*src, p.Path), nil
 	case plan.KindMSSQL:
 		return mssql.New(*src, mssql.Options{}), nil
+	case plan.KindNeo4j:
+		return neo4j.New(*src), nil
 	}
 	return nil, fmt.Errorf("source %s: kind %s is not supported by this build", name, src.Kind)
 }

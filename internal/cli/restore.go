@@ -52,7 +52,7 @@ is refused without --force.`,
 			if start && port == 0 {
 				return usagef("--start needs --port")
 			}
-			if target == "" && eng.Kind() != plan.KindMSSQL {
+			if target == "" && eng.Kind() != plan.KindMSSQL && eng.Kind() != plan.KindNeo4j {
 				return usagef("restore needs --target DIR")
 			}
 			req := engine.RestoreRequest{Repo: r, BackupID: backupID, To: when, Target: target, Force: force, Log: a.logger(),
@@ -94,14 +94,14 @@ is refused without --force.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&target, "target", "", "directory to restore into (created if missing)")
+	f.StringVar(&target, "target", "", "directory to restore into (created if missing); Neo4j: a Bolt URI (default the plan's)")
 	f.StringVar(&backupID, "backup", "", "backup id or tag to restore")
 	f.StringVar(&to, "to", "", "restore the newest backup finished at or before this time (or latest)")
 	f.BoolVar(&planOnly, "plan", false, "print the restore plan and touch nothing")
 	f.BoolVar(&force, "force", false, "restore into a non-empty target, replacing what it holds")
 	f.BoolVar(&start, "start", false, "PostgreSQL: start the restored cluster and wait until it is promoted")
 	f.IntVar(&port, "port", 0, "PostgreSQL: the port the restored cluster listens on")
-	f.StringVar(&database, "database", "", "SQL Server: the database to restore (optional when the source has one)")
+	f.StringVar(&database, "database", "", "SQL Server: the database to restore (optional when the source has one); Neo4j: the database to load into")
 	f.StringVar(&as, "as", "", "SQL Server: restore under this database name (files are moved)")
 	f.BoolVar(&tailLog, "tail-log", false, "SQL Server: back up the tail of the log of the database being replaced first")
 	f.BoolVar(&apply, "apply", false, "SQL Server CLR: run the restored deploy script")

@@ -1,0 +1,52 @@
+package neo4j
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	neo4jdriver "github.com/neo4j/neo4j-go-driver/v5/neo4j"
+
+	"github.com/hartonomous/hartvault/internal/engine"
+)
+
+// Check runs a recovery or drill check on the database req names (req.Target as
+// the Bolt URI, else the plan's): a read query whose first value must be true;
+// :target is bound to at as $target.
+func (e *Engine) Check(ctx context.Context, req engine.RestoreRequest, query string, at time.Time) (bool, error) {
+	target, database := req.Target, req.Database
+	if target == "" {
+		target = e.src.URI
+	}
+	if database == "" {
+		database = e.src.Database
+	}
+	drv, err := e.connect(ctx, target)
+	if err != nil {
+		return false, err
+	}
+	defer drv.Close(context.WithoutCancel(ctx))
+	sess := drv.NewSession(ctx, neo4jdriver.SessionConfig{DatabaseName: database, AccessMode: neo4jdriver.AccessModeRead})
+	defer sess.Close(context.WithoutCancel(ctx))
+	q := strings.ReplaceAll(query, ":target", "$target")
+	v, err := sess.ExecuteRead(ctx, func(tx neo4jdriver.ManagedTransaction) (any, error) {
+		r, err := tx.Run(ctx, q, map[string]any{"target": at})
+		if err != nil {
+			return nil, err
+		}
+		rec, err := r.Single(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return rec.Values[0], nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("check %q on %s: %w", query, database, err)
+	}
+	ok, isBool := v.(bool)
+	if !isBool {
+		return false, fmt.Errorf("check %q returned %v, not true or false", query, v)
+	}
+	return ok, nil
+}
