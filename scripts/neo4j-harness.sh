@@ -21,7 +21,7 @@ stamp="$( (cat "$src/pom.xml"; find "$src/src" -type f -name '*.java' | LC_ALL=C
 if [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$stamp" ] && [ -f "$out/launcher.jar" ] && [ -f "$out/classpath.txt" ]; then
   # the jars the class path names must still be in the local Maven repository
   missing=0
-  IFS=':' read -r -a jars < "$out/classpath.txt"
+  IFS=':' read -r -a jars < "$out/classpath.txt" || true # no final newline: read says EOF
   for j in "${jars[@]}"; do [ -f "$j" ] || { missing=1; break; }; done
   [ "$missing" = 0 ] && exit 0
 fi
