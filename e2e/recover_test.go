@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	neo4jdriver "github.com/neo4j/neo4j-go-driver/v5/neo4j"
+
 	"github.com/hartonomous/hartvault/internal/repo"
+	"github.com/hartonomous/hartvault/internal/testutil/neo4jtest"
 	"github.com/hartonomous/hartvault/internal/testutil/pgtest"
 )
 
@@ -28,6 +31,22 @@ func TestRecoverAndDrill(t *testing.T) {
 	}
 	recovered := p.owner.Dir(t, "hv-recovered")
 	port := pgtest.FreePort(t)
+	// The provenance graph: a live server, and the server recovery loads into.
+	graphs := neo4jtest.StartN(t, 2)
+	live, drTarget := graphs[0], graphs[1]
+	ctx := context.Background()
+	drv, err := neo4jdriver.NewDriverWithContext(live.URI, neo4jdriver.NoAuth())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drv.Close(ctx)
+	atoms := func(batch int) {
+		_, err := neo4jdriver.ExecuteQuery(ctx, drv, "UNWIND range(1, 200) AS i CREATE (:Atom {batch: $b, i: i, at: datetime()})-[:DERIVED_FROM {batch: $b}]->(:Source {i: i})",
+			map[string]any{"b": batch}, neo4jdriver.EagerResultTransformer)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	writePlan := func(extraCheck string) {
 		y := fmt.Sprintf(`repository:
   url: %s
@@ -40,20 +59,29 @@ sources:
   - name: config
     kind: files
     paths: [%s]
+  - name: provenance
+    kind: neo4j
+    uri: %s
+    database: neo4j
 recovery:
-  order: [pg, config]
+  order: [pg, provenance, config]
   targets:
     pg: { data_dir: %s/pg, port: %d }
     config: { dir: %s/config }
+    provenance: { uri: %s, database: neo4j }
   checks:
+    - source: provenance
+      cypher: "MATCH (a:Atom) WHERE a.at > :target RETURN count(a) = 0"
+    - source: provenance
+      cypher: "MATCH (a:Atom) RETURN count(a) > 0"
     - source: pg
       sql: "SELECT count(*) > 0 FROM accounts WHERE at <= :target"
     - source: pg
       sql: "SELECT NOT EXISTS (SELECT 1 FROM accounts WHERE at > :target)"
 %sdrills:
   every: 90d
-  sources: [pg, config]
-`, p.url, c.DataDir, c.Conninfo("postgres"), files, recovered, port, recovered, extraCheck)
+  sources: [pg, config, provenance]
+`, p.url, c.DataDir, c.Conninfo("postgres"), files, live.URI, recovered, port, recovered, drTarget.URI, extraCheck)
 		if err := os.WriteFile(p.plan, []byte(y), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -62,20 +90,26 @@ recovery:
 	p.ok("init")
 	writes(c, 1, 1000)
 	setConfig("1")
+	atoms(1)
 	p.ok("backup", "pg")
 	p.ok("backup", "config")
+	p.ok("backup", "provenance")
 	writes(c, 2, 1000)
 	setConfig("2")
+	atoms(2)
 	p.ok("backup", "config")
+	p.ok("backup", "provenance")
 	at := mark()
 	want := c.SQL("postgres", "SELECT count(*), max(batch) FROM accounts")
 	writes(c, 3, 1000)
 	setConfig("3")
+	atoms(3)
 	p.ok("backup", "config")
+	p.ok("backup", "provenance")
 	archived(t, c)
 
 	plan := p.ok("recover", "--to", at.Format(time.RFC3339Nano), "--plan")
-	for _, want := range []string{"pg (window", "config (window", "instants every source can reach", "nothing was touched"} {
+	for _, want := range []string{"pg (window", "config (window", "provenance (window", "instants every source can reach", "nothing was touched"} {
 		if !strings.Contains(plan.stdout, want) {
 			t.Fatalf("recover --plan lacks %q:\n%s", want, plan.stdout)
 		}
@@ -84,7 +118,7 @@ recovery:
 
 	rep := p.ok("recover", "--to", at.Format(time.RFC3339Nano))
 	t.Logf("recover report:\n%s", rep.stdout)
-	if !strings.Contains(rep.stdout, "recovered in") || strings.Count(rep.stdout, ": passed") != 2 {
+	if !strings.Contains(rep.stdout, "recovered in") || strings.Count(rep.stdout, ": passed") != 4 {
 		t.Fatalf("recover report:\n%s", rep.stdout)
 	}
 	rc := pgtest.Attach(t, filepath.Join(recovered, "pg"), port)
@@ -97,6 +131,19 @@ recovery:
 		t.Fatalf("recovered config says %q, want version 2", gotCfg)
 	}
 	rc.Stop()
+	// The graph as it was at the instant: batches 1 and 2.
+	drDrv, err := neo4jdriver.NewDriverWithContext(drTarget.URI, neo4jdriver.NoAuth())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drDrv.Close(ctx)
+	res, err := neo4jdriver.ExecuteQuery(ctx, drDrv, "MATCH (a:Atom) RETURN count(a) AS n, max(a.batch) AS b", nil, neo4jdriver.EagerResultTransformer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, b := res.Records[0].Values[0], res.Records[0].Values[1]; n != int64(400) || b != int64(2) {
+		t.Fatalf("recovered graph holds %v atoms up to batch %v, want 400 up to batch 2", n, b)
+	}
 
 	// A drill passes and is recorded.
 	d := p.ok("drill")

@@ -111,6 +111,9 @@ func Drill(ctx context.Context, p *plan.Plan, r *repo.Repo, engines Engines, o D
 	}
 	for _, sp := range plans {
 		sp.Request.NoArchive, sp.Request.Log = true, o.Log
+		// A drill owns its targets: scratch places, or the recovery servers the
+		// plan names, which it may overwrite.
+		sp.Request.Force = true
 	}
 	var checks []plan.Check
 	for _, c := range p.Recovery.Checks {

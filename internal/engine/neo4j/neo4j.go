@@ -182,7 +182,8 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 	if req.Database != "" {
 		rp.database = req.Database
 	}
-	p := &engine.RestorePlan{Source: e.src.Name, Kind: e.Kind(), To: m.Finished, Engine: rp}
+	// Restorable: any instant from the first backup on (to the newest backup before it).
+	p := &engine.RestorePlan{Source: e.src.Name, Kind: e.Kind(), To: m.Finished, Engine: rp, Earliest: history[0].Finished}
 	if info.Mode == plan.Neo4jModeAdmin {
 		return e.planAdminRestore(ctx, req, p, rp, history)
 	}
