@@ -30,10 +30,11 @@ func TestPostgresTimelineSwitch(t *testing.T) {
 	t1 := mark()
 	dump1 := comparable(c.DumpAll())
 	writes(c, 3, 1000)
+	abandoned := p.ok("backup", "pg").lastLine() // on timeline 1, after the instant restored to below
 	archived(t, c)
 	c.Stop() // the disaster: the cluster is lost after batch 3
 
-	got, r := p.restoreAndDump("--to", t1.Format(time.RFC3339Nano))
+	got, r := p.restoreAndDumpArchiving("--to", t1.Format(time.RFC3339Nano))
 	if got != dump1 {
 		t.Fatalf("PITR to %v: %s", t1, firstDiff(dump1, got))
 	}
@@ -46,6 +47,14 @@ func TestPostgresTimelineSwitch(t *testing.T) {
 	writes(r, 4, 1000)
 	t2 := mark()
 	dump2 := comparable(r.DumpAll())
+	// A diff on timeline 2 is based on the full timeline 2 descends from, not on the
+	// newer full of the abandoned timeline.
+	d := p.ok("backup", "pg", "--type", "diff").lastLine()
+	for _, b := range p.list() {
+		if b.ID == d && (b.Parent == nil || *b.Parent != f1) {
+			t.Fatalf("diff on timeline 2 based on %v, want %s (not %s)", b.Parent, f1, abandoned)
+		}
+	}
 	writes(r, 5, 1000)
 	f2 := p.ok("backup", "pg").lastLine()
 	writes(r, 6, 1000)
@@ -76,6 +85,14 @@ func TestPostgresTimelineSwitch(t *testing.T) {
 		t.Fatalf("PITR to %v across the switch: %s", t2, firstDiff(dump2, got2))
 	}
 	r2.AmCheck()
+	// Latest follows the line of history that went on, not the abandoned backup.
+	live := comparable(r.DumpAll())
+	// (f2 is a backup of a restored cluster: the recovery settings of that restore
+	// are in it and must not stop this one early.)
+	gotL, _ := p.restoreAndDump("--to", "latest")
+	if gotL != live {
+		t.Fatalf("restore to latest after the switch: %s", firstDiff(live, gotL))
+	}
 }
 
 // TestPostgresKillMidBackup kills full backups at several moments: no backup becomes

@@ -80,8 +80,15 @@ func mark() time.Time {
 	return t
 }
 
-// restoreAndDump restores to a point, starts the cluster, and returns its dump.
+// restoreAndDump restores a test copy to a point (it does not archive into the
+// repository), starts it, and returns its dump.
 func (p *pgWorld) restoreAndDump(args ...string) (string, *pgtest.Cluster) {
+	return p.restoreAndDumpArchiving(append(args, "--no-archive")...)
+}
+
+// restoreAndDumpArchiving restores a copy that goes on archiving into the
+// repository, as a system replacing the lost one does.
+func (p *pgWorld) restoreAndDumpArchiving(args ...string) (string, *pgtest.Cluster) {
 	p.t.Helper()
 	dst := filepath.Join(p.owner.Dir(p.t, "hv-restore"), "data")
 	port := pgtest.FreePort(p.t)

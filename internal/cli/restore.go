@@ -16,7 +16,7 @@ import (
 
 func (a *app) restoreCommand() *cobra.Command {
 	var target, backupID, to string
-	var planOnly, force, start, apply, tailLog bool
+	var planOnly, force, start, apply, tailLog, noArchive bool
 	var port int
 	var database, as, priority string
 	var wait bool
@@ -56,7 +56,7 @@ is refused without --force.`,
 				return usagef("restore needs --target DIR")
 			}
 			req := engine.RestoreRequest{Repo: r, BackupID: backupID, To: when, Target: target, Force: force, Log: a.logger(),
-				Start: start, Port: port, Database: database, As: as, Apply: apply, TailLog: tailLog}
+				Start: start, Port: port, Database: database, As: as, Apply: apply, TailLog: tailLog, NoArchive: noArchive}
 			plan, err := eng.PlanRestore(ctx, req)
 			if err != nil {
 				return err
@@ -101,6 +101,7 @@ is refused without --force.`,
 	f.BoolVar(&force, "force", false, "restore into a non-empty target, replacing what it holds")
 	f.BoolVar(&start, "start", false, "PostgreSQL: start the restored cluster and wait until it is promoted")
 	f.IntVar(&port, "port", 0, "PostgreSQL: the port the restored cluster listens on")
+	f.BoolVar(&noArchive, "no-archive", false, "PostgreSQL: the restored copy does not archive into the repository (a test copy; without it, it goes on archiving as the original did)")
 	f.StringVar(&database, "database", "", "SQL Server: the database to restore (optional when the source has one); Neo4j: the database to load into")
 	f.StringVar(&as, "as", "", "SQL Server: restore under this database name (files are moved)")
 	f.BoolVar(&tailLog, "tail-log", false, "SQL Server: back up the tail of the log of the database being replaced first")

@@ -344,3 +344,41 @@ func (r *Repo) ReplicaBackups(ctx context.Context, url, source string) (map[stri
 	}
 	return have, nil
 }
+
+// Agent state: small documents a long-running agent keeps in the repository so a
+// restart carries on where it was (the alerts it has notified, so one cleared while
+// it was down is still reported cleared), one per host:
+//
+//	agents/<name>.json
+
+func agentStateKey(name string) string { return "agents/" + name + ".json" }
+
+// ReadAgentState decodes the agent state document name into v; found is false when
+// there is none.
+func (r *Repo) ReadAgentState(ctx context.Context, name string, v any) (found bool, err error) {
+	key := agentStateKey(name)
+	raw, err := r.store.ReadAll(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read agent state %s: %w", key, err)
+	}
+	if err := r.decodeMeta(key, raw, v); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// WriteAgentState stores v as the agent state document name.
+func (r *Repo) WriteAgentState(ctx context.Context, name string, v any) error {
+	key := agentStateKey(name)
+	data, err := r.encodeMeta(v)
+	if err != nil {
+		return fmt.Errorf("encode agent state %s: %w", key, err)
+	}
+	if err := r.store.Put(ctx, key, data, storage.PutOptions{}); err != nil {
+		return fmt.Errorf("write agent state %s: %w", key, err)
+	}
+	return nil
+}

@@ -31,7 +31,7 @@ func (e *Engine) Check(ctx context.Context, req engine.RestoreRequest, query str
 	defer sess.Close(context.WithoutCancel(ctx))
 	q := strings.ReplaceAll(query, ":target", "$target")
 	v, err := sess.ExecuteRead(ctx, func(tx neo4jdriver.ManagedTransaction) (any, error) {
-		r, err := tx.Run(ctx, q, map[string]any{"target": at})
+		r, err := tx.Run(ctx, q, map[string]any{"target": at.UTC()}) // Bolt rejects the zone "Local"
 		if err != nil {
 			return nil, err
 		}

@@ -54,7 +54,11 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 	var parent *repo.Manifest
 	var parentInfo *Info
 	if typ == repo.TypeDiff {
-		parent, parentInfo, err = latestFull(history, info.SystemID)
+		lineage, err := readLineage(e.src.DataDir, info.Timeline)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", e.src.Name, err)
+		}
+		parent, parentInfo, err = latestFull(history, info.SystemID, lineage)
 		if err != nil {
 			return nil, err
 		}
@@ -174,8 +178,12 @@ func sameDir(a, b string) bool {
 	return ra == rb
 }
 
-// latestFull returns the newest full backup of the cluster with this system id.
-func latestFull(history []*repo.Manifest, sysid uint64) (*repo.Manifest, *Info, error) {
+// latestFull returns the newest full backup of this cluster that the server's
+// current state descends from: one on the current timeline, or on an ancestor
+// timeline and consistent before the current line of history left it. A full of a
+// timeline abandoned by a point-in-time restore is no base for a diff: pages
+// changed since the branch may carry LSNs below its start.
+func latestFull(history []*repo.Manifest, sysid uint64, lineage []timelineStep) (*repo.Manifest, *Info, error) {
 	for i := len(history) - 1; i >= 0; i-- {
 		m := history[i]
 		if m.Type != repo.TypeFull || m.Kind != plan.KindPostgres {
@@ -185,11 +193,39 @@ func latestFull(history []*repo.Manifest, sysid uint64) (*repo.Manifest, *Info, 
 		if err != nil {
 			return nil, nil, err
 		}
-		if info.Server.SystemID == sysid {
+		if info.Server.SystemID == sysid && onLineage(info, lineage) {
 			return m, info, nil
 		}
 	}
 	return nil, nil, nil
+}
+
+// onLineage reports whether a backup lies on the line of history that leads to the
+// last timeline of lineage (whose End is zero).
+func onLineage(info *Info, lineage []timelineStep) bool {
+	for _, s := range lineage {
+		if s.TLI == info.Timeline {
+			return s.End == 0 || info.stopLSN() <= s.End
+		}
+	}
+	return false
+}
+
+// readLineage reads the current timeline's ancestry from the history file the
+// server keeps in pg_wal (timeline 1 has none).
+func readLineage(dataDir string, tli uint32) ([]timelineStep, error) {
+	if tli <= 1 {
+		return []timelineStep{{TLI: tli}}, nil
+	}
+	data, err := os.ReadFile(filepath.Join(dataDir, "pg_wal", fmt.Sprintf("%08X.history", tli)))
+	if err != nil {
+		return nil, fmt.Errorf("read the history of timeline %d: %w", tli, err)
+	}
+	steps, err := parseHistory(data)
+	if err != nil {
+		return nil, err
+	}
+	return append(steps, timelineStep{TLI: tli}), nil
 }
 
 var timelineRE = regexp.MustCompile(`(?m)^START TIMELINE: (\d+)`)

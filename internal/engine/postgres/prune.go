@@ -126,7 +126,7 @@ func (e *Engine) PruneLogs(ctx context.Context, r *repo.Repo, req engine.LogPrun
 		c := clusters[id]
 		if len(c.needs) > 0 {
 			a := &archive{r: r, source: e.src.Name, sysid: id, segSize: c.segSize}
-			c.histories = a.readHistories(ctx, c.objs, log)
+			c.histories, _ = a.readHistories(ctx, c.objs, log) // what cannot be read is kept
 		}
 		ranges = append(ranges, c.prune(req.Since)...)
 	}
@@ -145,9 +145,11 @@ func (e *Engine) PruneLogs(ctx context.Context, r *repo.Repo, req engine.LogPrun
 }
 
 // readHistories reads the cluster's timeline history files. One that cannot be read
-// is left out (and its timeline treated as branching from every lower one).
-func (a *archive) readHistories(ctx context.Context, objs []walObject, log *slog.Logger) map[uint32][]timelineStep {
+// is left out (and its timeline treated as branching from every lower one), and the
+// first such error returned.
+func (a *archive) readHistories(ctx context.Context, objs []walObject, log *slog.Logger) (map[uint32][]timelineStep, error) {
 	out := map[uint32][]timelineStep{}
+	var first error
 	for _, o := range objs {
 		if !IsHistoryName(o.File) {
 			continue
@@ -166,8 +168,70 @@ func (a *archive) readHistories(ctx context.Context, objs []walObject, log *slog
 		}
 		log.Warn("cannot read a timeline history: keeping its timeline's WAL as if it branched from every earlier one",
 			"source", a.source, "cluster", a.sysid, "history", o.File, "err", err)
+		if first == nil {
+			first = fmt.Errorf("timeline history %s of cluster %d: %w", o.File, a.sysid, err)
+		}
 	}
-	return out
+	return out, first
+}
+
+// Reach tells, by backup id, the stretch of time a restore starting from each
+// PostgreSQL backup can reach: from its consistency point to the last commit of the
+// WAL contiguous from its start, along the timeline a restore follows (the one
+// PlanRestore picks: of the backup's timeline and those branching from it after it
+// was consistent, the one with the latest commit). A backup left behind by a restore
+// that started a new timeline earlier, or by a gap in the archive, reaches less far;
+// one that reaches the newest commit archived has no end (zero).
+// It reads the archive's listing and history files once per cluster.
+func (e *Engine) Reach(ctx context.Context, r *repo.Repo, backups []*repo.Manifest) (map[string][2]time.Time, error) {
+	infos := map[string]*Info{}
+	bySys := map[uint64][]*repo.Manifest{}
+	var sysids []uint64
+	for _, m := range backups {
+		if m.Kind != plan.KindPostgres {
+			continue
+		}
+		info, err := ReadInfo(m)
+		if err != nil {
+			continue // retention keeps a backup whose cluster it cannot tell
+		}
+		infos[m.ID] = info
+		id := info.Server.SystemID
+		if bySys[id] == nil {
+			sysids = append(sysids, id)
+		}
+		bySys[id] = append(bySys[id], m)
+	}
+	out := map[string][2]time.Time{}
+	for _, id := range sysids {
+		ms := bySys[id]
+		a := &archive{r: r, source: e.src.Name, sysid: id, segSize: infos[ms[0].ID].Server.SegSize}
+		v, err := a.view(ctx, false, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return nil, err
+		}
+		segs := v.segs
+		// The newest commit archived: a restore that reaches it reaches the present
+		// (the WAL written since is on its way), and has no end yet.
+		var newest time.Time
+		for _, o := range segs {
+			if o.LastCommit.After(newest) {
+				newest = o.LastCommit
+			}
+		}
+		for _, m := range ms {
+			info := infos[m.ID]
+			to := v.window(info).lastCommit
+			switch {
+			case !to.Before(newest):
+				to = time.Time{}
+			case to.Before(info.StopTime):
+				to = info.StopTime
+			}
+			out[m.ID] = [2]time.Time{info.StopTime, to}
+		}
+	}
+	return out, nil
 }
 
 // descends reports whether a restore from a backup that starts on n.timeline at
@@ -209,7 +273,7 @@ func (c *clusterWAL) prune(since time.Time) []engine.LogRange {
 	}
 	sinceNote := ""
 	if !since.IsZero() {
-		sinceNote = fmt.Sprintf("; written before %s, where the log rule starts", since.UTC().Format("2006-01-02 15:04 MST"))
+		sinceNote = fmt.Sprintf("; written before %s, where the log rule starts", since.UTC().Format("2006-01-02 15:04:05 MST"))
 	}
 	var out []engine.LogRange
 	var cur *engine.LogRange

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -98,10 +100,43 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 				mine = append(mine, m)
 			}
 		}
+		info := infos[mine[0].ID]
+		a := &archive{r: req.Repo, source: e.src.Name, sysid: sysid, segSize: info.Server.SegSize}
+		v, err := a.view(ctx, false, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return nil, err
+		}
 		if req.To.Latest {
-			p.target, p.mode = newestChain(mine, infos, time.Time{}), modeLatest
+			// The chain whose WAL reaches furthest: after a point-in-time restore the
+			// newest backup may sit on the timeline that was abandoned.
+			p.mode = modeLatest
+			var best time.Time
+			for _, m := range chainsBefore(mine, infos, time.Time{}) {
+				// A chain reaches its last commit, or at least its own consistency
+				// point (an idle cluster commits nothing after its newest backup).
+				reach := v.window(infos[m.ID]).lastCommit
+				if stop := infos[m.ID].StopTime; reach.Before(stop) {
+					reach = stop
+				}
+				if p.target == nil || reach.After(best) {
+					p.target, best = m, reach
+				}
+			}
 		} else {
-			p.target, p.mode, p.time = newestChain(mine, infos, req.To.Time), modeTime, req.To.Time
+			p.mode, p.time = modeTime, req.To.Time
+			// The newest chain consistent before the instant, unless its WAL does not
+			// reach it (the instant is on a line of history that branched off behind
+			// it): then an older chain whose WAL does.
+			for _, m := range chainsBefore(mine, infos, req.To.Time) {
+				w := v.window(infos[m.ID])
+				if p.target == nil {
+					p.target = m
+				}
+				if !req.To.Time.After(w.lastCommit) {
+					p.target = m
+					break
+				}
+			}
 			if p.target == nil {
 				w, _ := e.window(ctx, req.Repo, newestChain(mine, infos, time.Time{}), infos)
 				return nil, e.outside(req.To.Time, infos[mine[0].ID].StopTime, w)
@@ -193,6 +228,29 @@ func (e *Engine) outside(t, earliest time.Time, w *window) error {
 		repo.ErrNoBackup, e.src.Name, t.Local().Format(time.RFC3339Nano), earliest.Local().Format(time.RFC3339Nano), latest)
 }
 
+// chainsBefore lists the backups a restore to t (any time when zero) could start
+// from, preferred first: fulls newest first, each preceded by its diffs consistent
+// by t, newest first.
+func chainsBefore(backups []*repo.Manifest, infos map[string]*Info, t time.Time) []*repo.Manifest {
+	before := func(m *repo.Manifest) bool { return t.IsZero() || !infos[m.ID].StopTime.After(t) }
+	var out []*repo.Manifest
+	for i := len(backups) - 1; i >= 0; i-- {
+		full := backups[i]
+		if full.Type != repo.TypeFull || !before(full) {
+			continue
+		}
+		var diffs []*repo.Manifest
+		for _, m := range backups {
+			if m.Type == repo.TypeDiff && m.Parent == full.ID && before(m) {
+				diffs = append(diffs, m)
+			}
+		}
+		sort.Slice(diffs, func(a, b int) bool { return infos[diffs[a].ID].StopTime.After(infos[diffs[b].ID].StopTime) })
+		out = append(append(out, diffs...), full)
+	}
+	return out
+}
+
 // newestChain returns the newest backup that a restore to t starts from: the
 // newest full consistent at or before t, or the newest diff on it that also is.
 func newestChain(backups []*repo.Manifest, infos map[string]*Info, t time.Time) *repo.Manifest {
@@ -215,32 +273,18 @@ func newestChain(backups []*repo.Manifest, infos map[string]*Info, t time.Time) 
 	return best
 }
 
-// window finds how far the archived WAL carries a restore from backup m: the
-// timeline to follow (see chooseTimeline), the segments contiguous from the
-// backup's start along it, and the last commit in them.
+// window finds how far the archived WAL carries a restore from backup m.
 func (e *Engine) window(ctx context.Context, r *repo.Repo, m *repo.Manifest, infos map[string]*Info) (*window, error) {
 	if m == nil {
 		return &window{}, nil
 	}
 	info := infos[m.ID]
 	a := &archive{r: r, source: e.src.Name, sysid: info.Server.SystemID, segSize: info.Server.SegSize}
-	segs, err := a.segments(ctx)
+	v, err := a.view(ctx, false, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
 	}
-	paths, err := a.timelinePaths(ctx, info.Timeline, info.stopLSN())
-	if err != nil {
-		return nil, err
-	}
-	_, start, _ := ParseSegName(info.StartWAL, a.segSize)
-	windows := map[uint32]*window{}
-	for tli, path := range paths {
-		windows[tli] = walkPath(segs, path, start, a.segSize)
-	}
-	tli := chooseTimeline(paths, windows)
-	w := windows[tli]
-	w.earliest, w.timeline = info.StopTime, tli
-	return w, nil
+	return v.window(info), nil
 }
 
 // pgTime formats a time the way recovery_target_time reads it.
@@ -421,21 +465,13 @@ func (e *Engine) setupRecovery(dir string, p *pgPlan, port int, noArchive bool, 
 	}
 	lines = append(lines, "recovery_target_action = 'promote'")
 	if noArchive {
-		lines = append(lines, "archive_mode = off # a scratch copy must not archive into the repository")
+		lines = append(lines, "archive_mode = off "+scratchMarker)
 	}
 	if port > 0 {
 		lines = append(lines, fmt.Sprintf("port = %d", port))
 	}
 	conf := filepath.Join(dir, "postgresql.auto.conf")
-	f, err := os.OpenFile(conf, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("write recovery settings: %w", err)
-	}
-	_, err = f.WriteString(strings.Join(lines, "\n") + "\n")
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := rewriteAutoConf(conf, lines); err != nil {
 		return fmt.Errorf("write recovery settings: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "recovery.signal"), nil, 0o600); err != nil {
@@ -447,6 +483,49 @@ func (e *Engine) setupRecovery(dir string, p *pgPlan, port int, noArchive bool, 
 		}
 	}
 	return nil
+}
+
+// recoverySettings are the parameters a restore sets; settings of an earlier
+// restore (a backup of a cluster that was itself restored carries them) are
+// removed first, or an old recovery_target_time would stop this recovery early.
+func isRecoverySetting(name string) bool {
+	switch name {
+	case "restore_command", "recovery_target", "recovery_target_time", "recovery_target_lsn", "recovery_target_xid",
+		"recovery_target_name", "recovery_target_inclusive", "recovery_target_timeline", "recovery_target_action":
+		return true
+	}
+	return false
+}
+
+// scratchMarker marks the archive_mode line of a test copy, so a restore of a
+// backup of that copy does not inherit it.
+const scratchMarker = "# hartvault: a test copy does not archive into the repository"
+
+// rewriteAutoConf drops earlier recovery settings from postgresql.auto.conf and
+// appends lines.
+func rewriteAutoConf(conf string, lines []string) error {
+	old, err := os.ReadFile(conf)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	var kept []string
+	for _, l := range strings.Split(string(old), "\n") {
+		name := strings.TrimSpace(l)
+		if i := strings.IndexAny(name, " =\t"); i >= 0 {
+			name = name[:i]
+		}
+		if isRecoverySetting(name) || strings.HasPrefix(strings.TrimSpace(l), "# added by hartvault restore") ||
+			strings.Contains(l, scratchMarker) {
+			continue
+		}
+		kept = append(kept, l)
+	}
+	content := strings.TrimRight(strings.Join(kept, "\n"), "\n") + "\n" + strings.Join(lines, "\n") + "\n"
+	tmp := conf + ".hartvault-tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, conf)
 }
 
 // start runs pg_ctl start as the data directory's owner and waits until recovery

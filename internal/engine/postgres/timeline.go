@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,27 +46,14 @@ func parseHistory(data []byte) ([]timelineStep, error) {
 	return steps, sc.Err()
 }
 
-// timelinePaths returns, for the backup's timeline and every archived timeline that
-// branched from it at or after from (the backup's consistency point), the path of
-// timelines recovery follows from the backup to it.
-func (a *archive) timelinePaths(ctx context.Context, base uint32, from LSN) (map[uint32][]timelineStep, error) {
+// pathsFrom returns, for the backup's timeline and every timeline that branched
+// from it at or after from (the backup's consistency point), the path of timelines
+// recovery follows from the backup to it, given the histories read from the archive.
+func pathsFrom(hist map[uint32][]timelineStep, base uint32, from LSN) map[uint32][]timelineStep {
 	paths := map[uint32][]timelineStep{base: {{TLI: base}}}
-	objs, err := a.list(ctx, a.prefix()+"history/")
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range objs {
-		tli64, err := strconv.ParseUint(strings.TrimSuffix(o.File, ".history"), 16, 32)
-		if err != nil || uint32(tli64) <= base {
+	for tli, steps := range hist {
+		if tli <= base {
 			continue
-		}
-		data, err := a.fetch(ctx, o.File)
-		if err != nil {
-			return nil, err
-		}
-		steps, err := parseHistory(data)
-		if err != nil {
-			return nil, fmt.Errorf("timeline history %s: %w", o.File, err)
 		}
 		for i, s := range steps {
 			if s.TLI != base {
@@ -75,10 +63,52 @@ func (a *archive) timelinePaths(ctx context.Context, base uint32, from LSN) (map
 				break // it left the backup's timeline before the backup was consistent
 			}
 			path := append([]timelineStep(nil), steps[i:]...)
-			paths[uint32(tli64)] = append(path, timelineStep{TLI: uint32(tli64)})
+			paths[tli] = append(path, timelineStep{TLI: tli})
 		}
 	}
-	return paths, nil
+	return paths
+}
+
+// walView is what the archive holds for one cluster, read once: its segments and
+// its timeline histories.
+type walView struct {
+	a    *archive
+	segs map[string]walObject
+	hist map[uint32][]timelineStep
+}
+
+// view reads the archive of a cluster. Restores need every history file; pruning
+// (tolerant) goes on without one it cannot read, keeping more rather than less.
+func (a *archive) view(ctx context.Context, tolerant bool, log *slog.Logger) (*walView, error) {
+	segs, err := a.segments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := a.list(ctx, a.prefix()+"history/")
+	if err != nil {
+		return nil, err
+	}
+	hist, err := a.readHistories(ctx, objs, log)
+	if err != nil && !tolerant {
+		return nil, err
+	}
+	return &walView{a: a, segs: segs, hist: hist}, nil
+}
+
+// window is how far the archived WAL carries a restore from a backup: the timeline
+// it follows (see chooseTimeline), the segments contiguous from the backup's start
+// along it, and the last commit in them.
+func (v *walView) window(info *Info) *window {
+	paths := pathsFrom(v.hist, info.Timeline, info.stopLSN())
+	_, start, _ := ParseSegName(info.StartWAL, v.a.segSize)
+	windows := map[uint32]*window{}
+	for tli, path := range paths {
+		windows[tli] = walkPath(v.segs, path, start, v.a.segSize)
+	}
+	tli := chooseTimeline(paths, windows)
+	w := windows[tli]
+	w.earliest, w.timeline = info.StopTime, tli
+	return w
 }
 
 // window walks the segments recovery reads along a timeline path from the backup's
