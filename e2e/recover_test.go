@@ -165,6 +165,17 @@ recovery:
 	if len(drills) != 2 || !drills[0].Passed || drills[1].Passed || drills[0].Took <= 0 {
 		t.Fatalf("drill records: %+v", drills)
 	}
+	// status shows the drills, the failed one as an alert, and the common window.
+	st := p.run("status")
+	for _, want := range []string{"all sources together (recover --to): any instant from", "last drill", "FAILED", "2 drills recorded"} {
+		if !strings.Contains(st.stdout, want) {
+			t.Fatalf("status lacks %q:\n%s", want, st.stdout)
+		}
+	}
+	chk := p.run("status", "--check")
+	if chk.code != 1 || !strings.Contains(chk.stderr, "drills drill failed") {
+		t.Fatalf("status --check after a failed drill: exit %d\n%s", chk.code, chk.stderr)
+	}
 	// The scratch places are gone and nothing scratch archived into the repository.
 	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "hartvault-drill-*"))
 	for _, m := range matches {

@@ -80,6 +80,10 @@ type Config struct {
 	// This is the agent's single retention call site; nil: not wired (backups are
 	// then never pruned by the agent).
 	Pruner func(ctx context.Context, source string) error
+	// Drill runs a restore drill (restore.Drill), when DrillDue says one is due
+	// (drills.every since the last); both nil: no drills.
+	Drill    func(ctx context.Context) error
+	DrillDue func(ctx context.Context, now time.Time) (bool, error)
 	// Status evaluates status and alerts (status.Compute); nil: no status, alerts or
 	// status-based metrics.
 	Status func(ctx context.Context) (*status.Report, error)
@@ -181,6 +185,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Status != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.statusLoop(ctx) }()
+	}
+	if a.cfg.Drill != nil && a.cfg.DrillDue != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.drillLoop(ctx) }()
 	}
 	a.log.Info("agent: started", "sources", len(a.cfg.Plan.Sources), "schedules", len(a.entries), "streams", len(a.continuous), "zone", a.loc.String())
 	a.schedule(ctx)
@@ -583,4 +591,29 @@ func repoError(err error) string {
 		return ""
 	}
 	return scrub(err.Error())
+}
+
+// drillLoop runs a restore drill whenever one is due (checked at start and every
+// hour): the seed's quarterly restore test, without a person to remember it. Its
+// outcome is recorded by the drill; a failed or overdue drill is a status alert.
+func (a *Agent) drillLoop(ctx context.Context) {
+	for {
+		due, err := a.cfg.DrillDue(ctx, a.cfg.Clock.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Warn("agent: cannot tell whether a drill is due", "err", err)
+		case due:
+			a.log.Info("agent: restore drill due: running it")
+			if err := a.cfg.Drill(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("agent: restore drill", "err", err)
+			}
+		}
+		t := a.cfg.Clock.NewTimer(time.Hour)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+	}
 }

@@ -25,6 +25,9 @@ const (
 	MetricReplicaMissing = "hartvault_replica_missing_backups"
 	MetricAlert          = "hartvault_alert_firing"
 	MetricStatusTime     = "hartvault_status_timestamp_seconds"
+	MetricDrillTime      = "hartvault_drill_last_timestamp_seconds"
+	MetricDrillPassed    = "hartvault_drill_last_passed"
+	MetricDrillRecovery  = "hartvault_drill_last_recovery_seconds"
 	MetricFailures       = "hartvault_backup_failures_total"
 	MetricAttempts       = "hartvault_backup_attempts_total"
 )
@@ -98,6 +101,9 @@ func statusDescs() map[string]*prometheus.Desc {
 	descs[MetricReplicaMissing] = prometheus.NewDesc(MetricReplicaMissing, "Committed backups of the source not yet on the replica.", []string{"source", "replica"}, nil)
 	descs[MetricAlert] = prometheus.NewDesc(MetricAlert, "1 for each alert firing (kind: stale, failed, slow).", []string{"source", "type", "kind"}, nil)
 	descs[MetricStatusTime] = prometheus.NewDesc(MetricStatusTime, "When the status these gauges come from was evaluated, as a Unix time.", nil, nil)
+	descs[MetricDrillTime] = prometheus.NewDesc(MetricDrillTime, "When the last restore drill started, as a Unix time.", nil, nil)
+	descs[MetricDrillPassed] = prometheus.NewDesc(MetricDrillPassed, "1 when the last restore drill passed, else 0.", nil, nil)
+	descs[MetricDrillRecovery] = prometheus.NewDesc(MetricDrillRecovery, "The recovery time the last restore drill measured.", nil, nil)
 	return descs
 }
 
@@ -173,5 +179,14 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, al := range rep.Alerts {
 		g(MetricAlert, 1, al.Source, al.Type, al.Kind)
+	}
+	if d := rep.System.Drill.Last; d != nil {
+		g(MetricDrillTime, unix(d.Started))
+		passed := 0.0
+		if d.Passed {
+			passed = 1
+		}
+		g(MetricDrillPassed, passed)
+		g(MetricDrillRecovery, d.Took.Seconds())
 	}
 }

@@ -39,6 +39,9 @@ const (
 	RuleMissing = "HartvaultBackupMissing"
 	RuleFailed  = "HartvaultBackupFailed"
 	RuleSlow    = "HartvaultBackupSlow"
+
+	RuleDrillFailed  = "HartvaultDrillFailed"
+	RuleDrillOverdue = "HartvaultDrillOverdue"
 )
 
 // Rules makes Prometheus alerting rules equivalent to the plan's thresholds, on
@@ -122,6 +125,26 @@ func Rules(p *plan.Plan) RuleFile {
 				})
 			}
 		}
+	}
+	if every := p.Drills.Every.Std(); every > 0 {
+		g.Rules = append(g.Rules, Rule{
+			Alert:  RuleDrillFailed,
+			Expr:   MetricDrillPassed + " == 0",
+			Labels: map[string]string{"severity": "critical"},
+			Annotations: map[string]string{
+				"summary":     "The last restore drill failed",
+				"description": "The last restore drill did not restore every source or a check did not hold. See hartvault status.",
+			},
+		}, Rule{
+			Alert:  RuleDrillOverdue,
+			Expr:   fmt.Sprintf("time() - %s > %d or absent(%s)", MetricDrillTime, int64(every.Seconds()), MetricDrillTime),
+			For:    "1h",
+			Labels: map[string]string{"severity": "warning"},
+			Annotations: map[string]string{
+				"summary":     fmt.Sprintf("No restore drill in the last %s", status.FormatDuration(every)),
+				"description": fmt.Sprintf("drills.every is %s; the agent runs drills when they are due.", status.FormatDuration(every)),
+			},
+		})
 	}
 	return RuleFile{Groups: []RuleGroup{g}}
 }

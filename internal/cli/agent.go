@@ -17,6 +17,7 @@ import (
 	"github.com/hartonomous/hartvault/internal/engine/postgres"
 	"github.com/hartonomous/hartvault/internal/plan"
 	"github.com/hartonomous/hartvault/internal/repo"
+	"github.com/hartonomous/hartvault/internal/restore"
 	"github.com/hartonomous/hartvault/internal/retention"
 	"github.com/hartonomous/hartvault/internal/status"
 )
@@ -63,6 +64,12 @@ waits for them and exits 0.`,
 				return fmt.Errorf("agent: listen on %s: %w", listen, err)
 			}
 			log := a.logger()
+			// With agent.prune: false the agent writes only: run it with credentials
+			// that cannot delete, and prune with a privileged identity separately.
+			var pruner func(ctx context.Context, source string) error
+			if p.Agent.Prune == nil || *p.Agent.Prune {
+				pruner = func(ctx context.Context, source string) error { return a.agentPrune(ctx, p, r, source, log) }
+			}
 			ag, err := agent.New(agent.Config{
 				Plan:   p,
 				Clock:  agent.ClockFunc(a.now),
@@ -71,8 +78,19 @@ waits for them and exits 0.`,
 				LastBackup: func(ctx context.Context, source, typ string) (time.Time, error) {
 					return newestStart(ctx, r, source, typ)
 				},
-				Stream:      func(ctx context.Context, source string) error { return a.agentStream(ctx, p, r, source, log) },
-				Pruner:      func(ctx context.Context, source string) error { return a.agentPrune(ctx, p, r, source, log) },
+				Stream: func(ctx context.Context, source string) error { return a.agentStream(ctx, p, r, source, log) },
+				Pruner: pruner,
+				Drill: func(ctx context.Context) error {
+					engines := func(name string) (engine.Engine, error) { return engineFor(p, name) }
+					rec, err := restore.Drill(ctx, p, r, engines, restore.DrillOptions{Now: a.now, Log: log})
+					if err == nil && !rec.Passed {
+						err = fmt.Errorf("drill %s failed: %s", rec.ID, rec.Error)
+					}
+					return err
+				},
+				DrillDue: func(ctx context.Context, now time.Time) (bool, error) {
+					return status.DrillDue(ctx, r, p.Drills.Every.Std(), now)
+				},
 				Status:      func(ctx context.Context) (*status.Report, error) { return a.computeStatus(ctx, p, r) },
 				StatusEvery: statusEvery,
 				LoadAlerts: func(ctx context.Context) ([]status.Alert, error) {

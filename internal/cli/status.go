@@ -140,6 +140,33 @@ func writeStatus(w io.Writer, rep *status.Report) {
 			fmt.Fprintf(w, "  %s: could not be read: %s\n", s.Name, e)
 		}
 	}
+	sys := rep.System
+	switch {
+	case sys.Error != "":
+		fmt.Fprintf(w, "  all sources together: %s\n", sys.Error)
+	case sys.Common.Latest.IsZero():
+		fmt.Fprintf(w, "  all sources together (recover --to): any instant from %s on\n", localTime(sys.Common.Earliest))
+	default:
+		fmt.Fprintf(w, "  all sources together (recover --to): any instant from %s to %s\n", localTime(sys.Common.Earliest), localTime(sys.Common.Latest))
+	}
+	fmt.Fprintln(w, "\nDrills:")
+	if d := sys.Drill.Last; d != nil {
+		verdict := "passed"
+		if !d.Passed {
+			verdict = "FAILED: " + oneLine(d.Error)
+		}
+		fmt.Fprintf(w, "  last drill %s at %s to %s: %s, recovery time %s (%d drills recorded)\n", d.ID, localTime(d.Started), localTime(d.To),
+			verdict, roundDuration(d.Took), sys.Drill.Count)
+	} else {
+		fmt.Fprintln(w, "  none recorded")
+	}
+	if sys.Drill.Every != "" {
+		due := "now"
+		if !sys.Drill.Due.IsZero() {
+			due = localTime(sys.Drill.Due)
+		}
+		fmt.Fprintf(w, "  every %s; next due %s\n", sys.Drill.Every, due)
+	}
 	var replicas []string
 	for _, s := range rep.Sources {
 		for _, r := range s.Replicas {

@@ -79,6 +79,9 @@ type Alerts struct {
 type Agent struct {
 	Listen string `yaml:"listen"` // host:port of the HTTP server (default 127.0.0.1:9187)
 	Notify Notify `yaml:"notify"`
+	// Prune: false keeps the agent from deleting anything (it may then run with
+	// credentials that cannot delete); default true.
+	Prune *bool `yaml:"prune"`
 }
 
 // Notify says where alerts and failures are sent.

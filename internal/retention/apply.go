@@ -117,6 +117,17 @@ func Apply(ctx context.Context, r *repo.Repo, eng engine.Engine, d Decision, dry
 		}
 	}
 	log := r.Options().Logger
+	if dryRun {
+		pinned, err := lockedBackups(ctx, r, d)
+		if err != nil {
+			return res, err
+		}
+		if len(pinned) > 0 {
+			d = pinAndReplan(d, pinned)
+			d.Source = source
+			res.Decision = d
+		}
+	}
 	var lock *repo.Lock
 	if !dryRun {
 		var err error
@@ -129,7 +140,21 @@ func Apply(ctx context.Context, r *repo.Repo, eng engine.Engine, d Decision, dry
 		if err != nil {
 			return res, err
 		}
-		if !sameBackups(current, d) {
+		pinned, err := lockedBackups(ctx, r, d)
+		if err != nil {
+			return res, err
+		}
+		if len(pinned) > 0 {
+			// An immutable repository refuses to delete these early: keep them, and
+			// what they need, rather than try.
+			d.Backups = nil
+			for _, m := range current {
+				d.Backups = append(d.Backups, Verdict{Backup: m})
+			}
+			d = pinAndReplan(d, pinned)
+			d.Source = source
+			res.Decision = d
+		} else if !sameBackups(current, d) {
 			log.Info("backups changed since the retention decision: deciding again", "source", source)
 			d = Plan(current, d.Policy, d.Now)
 			d.Source = source
@@ -235,4 +260,43 @@ func removeBackup(ctx context.Context, r *repo.Repo, lock *repo.Lock, source str
 	}
 	log.Info("deleted backup", "source", source, "backup", id, "type", v.Backup.Type, "objects", rm.Objects, "reason", v.Reason)
 	return rm, nil
+}
+
+// lockedBackups finds, among the backups a decision would delete, those still under
+// a retention lock (repository.immutable), with the reason to keep them.
+func lockedBackups(ctx context.Context, r *repo.Repo, d Decision) (map[string]string, error) {
+	if r.Options().Immutable <= 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, v := range d.Backups {
+		if v.Keep {
+			continue
+		}
+		until, err := r.LockedUntil(ctx, v.Backup)
+		if err != nil {
+			return nil, err
+		}
+		if until.After(d.Now) {
+			out[v.Backup.ID] = "under a retention lock until " + until.UTC().Format(time.RFC3339) + " (repository.immutable)"
+		}
+	}
+	return out, nil
+}
+
+// pinAndReplan decides again with the pinned backups kept.
+func pinAndReplan(d Decision, pinned map[string]string) Decision {
+	pol := d.Policy
+	pol.Pinned = map[string]string{}
+	for id, why := range d.Policy.Pinned {
+		pol.Pinned[id] = why
+	}
+	for id, why := range pinned {
+		pol.Pinned[id] = why
+	}
+	backups := make([]*repo.Manifest, len(d.Backups))
+	for i, v := range d.Backups {
+		backups[i] = v.Backup
+	}
+	return Plan(backups, pol, d.Now)
 }

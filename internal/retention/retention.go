@@ -60,6 +60,9 @@ type Policy struct {
 	// carries it to (Reacher). A backup without a span reaches from its finish on
 	// to now; a zero end means the same.
 	Spans map[string][2]time.Time
+	// Pinned are backups that must stay whatever the rules say, by id, with the
+	// reason (a retention lock of an immutable repository not yet expired).
+	Pinned map[string]string
 }
 
 // Reacher is implemented by engines with a continuous log (PostgreSQL): Reach
@@ -239,6 +242,11 @@ func newPlanner(backups []*repo.Manifest, pol Policy, now time.Time) *planner {
 	}
 	for i, m := range bs {
 		p.deps[i] = p.needs(i, m)
+	}
+	for i, m := range bs {
+		if why, ok := pol.Pinned[m.ID]; ok {
+			p.keep(i, why)
+		}
 	}
 	return p
 }

@@ -25,6 +25,8 @@ type Report struct {
 	Sources    []SourceStatus `json:"sources"`
 	// Alerts are all firing alerts, ordered by source, type and kind.
 	Alerts []Alert `json:"alerts"`
+	// System is what concerns all sources together (the common window, drills).
+	System System `json:"system"`
 }
 
 // SourceStatus is where one source stands.
@@ -94,6 +96,9 @@ func Compute(ctx context.Context, o Options) (*Report, error) {
 		rep.Sources = append(rep.Sources, s)
 		rep.Alerts = append(rep.Alerts, s.Alerts...)
 	}
+	var sysAlerts []Alert
+	rep.System, sysAlerts = computeSystem(ctx, o, rep.Sources)
+	rep.Alerts = append(rep.Alerts, sysAlerts...)
 	SortAlerts(rep.Alerts)
 	return rep, nil
 }

@@ -225,6 +225,25 @@
     return t;
   }
 
+  // systemLine: what concerns all sources together: the instants recover --to can
+  // reach, and the last restore drill with its measured recovery time.
+  function systemLine(sys) {
+    var parts = [];
+    var c = sys.common_restorable || {};
+    if (sys.common_error) parts.push("recover all: " + sys.common_error);
+    else if (c.earliest) parts.push("recover all to any instant from " + fmtTime(c.earliest) + (c.latest ? " to " + fmtTime(c.latest) : " on"));
+    var d = (sys.drill || {}).last;
+    var cls = "system";
+    if (d) {
+      parts.push("last drill " + fmtTime(d.started) + ": " + (d.passed ? "passed" : "FAILED") + ", recovery time " + fmtDur(d.took / 1e9));
+      if (!d.passed) cls += " alerting";
+    } else {
+      parts.push("no restore drill recorded");
+    }
+    if ((sys.drill || {}).overdue) { parts.push("drill overdue"); cls += " alerting"; }
+    return el("div", { cls: cls, id: "system", text: parts.join(" · ") });
+  }
+
   function render(rep) {
     lastReport = rep;
     var now = ms(rep.generated), range = span(rep);
@@ -237,6 +256,7 @@
       text: alerts.length ? alerts.length + (alerts.length === 1 ? " alert" : " alerts") : "all OK" }));
     summary.appendChild(zoomBar());
     document.getElementById("meta").textContent = rep.repository + " · status at " + fmtTime(rep.generated);
+    main.appendChild(systemLine(rep.system || {}));
     if (!(rep.sources || []).length) main.appendChild(el("p", { cls: "empty", text: "The plan has no sources." }));
     (rep.sources || []).forEach(function (src) {
       var card = el("section", { cls: "source " + ((src.alerts || []).length ? "alerting" : "healthy"), "data-source": src.name },
