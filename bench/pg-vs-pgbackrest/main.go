@@ -200,11 +200,21 @@ sources:
 	pgbench := func(args ...string) {
 		r.must(filepath.Join(bin, "pgbench"), append([]string{"-h", sock, "-p", fmt.Sprint(port), "-U", "postgres"}, append(args, "postgres")...)...)
 	}
+	// Both tools wait for the WAL of a backup to be archived: start each step with
+	// the archiver caught up, so neither pays for the other's backlog.
+	caughtUp := func() {
+		seg := psql("SELECT pg_walfile_name(pg_switch_wal())")
+		for i := 0; i < 6000 && psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < seg; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	pgbench("-i", "-s", fmt.Sprint(*scale), "-q")
 	psql("CHECKPOINT")
 	dbSize := psql("SELECT pg_size_pretty(pg_database_size('postgres'))")
 	r.must(pgbr, "--config="+pgbrConf, "--stanza=bench", "stanza-create")
 	r.must(hv, "--config", plan, "init")
+	fmt.Println("waiting for the archiver to catch up with pgbench -i's WAL")
+	caughtUp()
 	exec.Command("sh", "-c", "cat "+data+"/base/*/* > /dev/null 2>&1").Run() // warm the page cache for both
 
 	var rows []row
@@ -221,6 +231,7 @@ sources:
 	fmt.Println("full backups")
 	pf := r.must(pgbr, "--config="+pgbrConf, "--stanza=bench", "--type=full", "backup")
 	pfStored := dirSize(filepath.Join(*dir, "pgbackrest-repo", "backup"))
+	caughtUp()
 	hf := r.must(hv, "--config", plan, "-q", "backup", "pg", "--type", "full")
 	hfStored := hvStored(r, hv, plan, 0)
 	rows = append(rows,
@@ -233,9 +244,11 @@ sources:
 	pgbench("-c", "2", "-j", "2", "-T", fmt.Sprint(*seconds))
 	xacts := psql("SELECT sum(xact_commit) FROM pg_stat_database")
 	fmt.Println("diff backups")
+	caughtUp()
 	before := dirSize(filepath.Join(*dir, "pgbackrest-repo", "backup"))
 	pd := r.must(pgbr, "--config="+pgbrConf, "--stanza=bench", "--type=diff", "backup")
 	pdStored := dirSize(filepath.Join(*dir, "pgbackrest-repo", "backup")) - before
+	caughtUp()
 	hd := r.must(hv, "--config", plan, "-q", "backup", "pg", "--type", "diff")
 	hdStored := hvStored(r, hv, plan, 1)
 	rows = append(rows,

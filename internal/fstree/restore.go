@@ -148,15 +148,25 @@ func (t *Target) Abort() {
 	}
 }
 
-// Writer writes manifest files into a directory. WriteExtent is safe for concurrent use.
+// Writer writes manifest files into a directory. WriteExtent is safe for concurrent
+// use. A file is cut to its size and synced to disk as soon as its last extent is
+// written, in the background, so the disk flushes while later files are decoded.
 type Writer struct {
-	root string
-	mu   sync.Mutex
-	dirs map[string]bool
+	root    string
+	bufs    sync.Pool
+	mu      sync.Mutex
+	pending map[*repo.File]int // extents not yet written, per file
+	syncq   chan *repo.File
+	syncwg  sync.WaitGroup
+	syncErr error
 }
 
 // NewWriter writes under root (usually a Target's staging directory).
-func NewWriter(root string) *Writer { return &Writer{root: root, dirs: map[string]bool{}} }
+func NewWriter(root string) *Writer {
+	w := &Writer{root: root, pending: map[*repo.File]int{}}
+	w.bufs.New = func() any { b := make([]byte, 1<<20); return &b }
+	return w
+}
 
 func (w *Writer) abs(p string) string { return filepath.Join(w.root, filepath.FromSlash(p)) }
 
@@ -167,6 +177,25 @@ func (w *Writer) Prepare(files []*repo.File) error {
 		if !ValidPath(f.Path) {
 			return fmt.Errorf("manifest holds an unsafe path %q: refusing to restore it", f.Path)
 		}
+		if f.Type == repo.TypeRegular && len(f.Extents) > 0 {
+			w.pending[f] = len(f.Extents)
+		}
+	}
+	w.syncq = make(chan *repo.File, 64)
+	for i := 0; i < 2; i++ {
+		w.syncwg.Add(1)
+		go func() {
+			defer w.syncwg.Done()
+			for f := range w.syncq {
+				if err := w.complete(f); err != nil {
+					w.mu.Lock()
+					if w.syncErr == nil {
+						w.syncErr = err
+					}
+					w.mu.Unlock()
+				}
+			}
+		}()
 	}
 	for _, f := range files {
 		p := w.abs(f.Path)
@@ -202,32 +231,70 @@ func (w *Writer) WriteExtent(f *repo.File, e repo.Extent, data io.Reader) error 
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", f.Path, err)
 	}
-	_, err = io.Copy(io.NewOffsetWriter(fh, e.Offset), data)
+	buf := w.bufs.Get().(*[]byte)
+	_, err = io.CopyBuffer(io.NewOffsetWriter(fh, e.Offset), data, *buf)
+	w.bufs.Put(buf)
 	if cerr := fh.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", f.Path, err)
 	}
+	w.mu.Lock()
+	w.pending[f]--
+	done := w.pending[f] == 0
+	w.mu.Unlock()
+	if done {
+		w.syncq <- f
+	}
 	return nil
 }
 
-// Finish cuts files to their recorded sizes (a base extent may reach past the end
-// of a file that shrank), syncs them to disk and applies symlinks, modes, owners and
-// times. Directories are finished deepest first, so setting a file's time does not
-// disturb its directory's.
-func (w *Writer) Finish(ctx context.Context, files []*repo.File, workers int) error {
-	for _, f := range files {
-		if f.Type != repo.TypeRegular {
-			continue
-		}
-		if info, err := os.Stat(w.abs(f.Path)); err == nil && info.Size() != f.Size {
-			if err := os.Truncate(w.abs(f.Path), f.Size); err != nil {
-				return fmt.Errorf("restore %s: %w", f.Path, err)
-			}
+// complete cuts a fully written file to its size (a base extent may reach past the
+// end of a file that shrank) and syncs it.
+func (w *Writer) complete(f *repo.File) error {
+	p := w.abs(f.Path)
+	fh, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", f.Path, err)
+	}
+	defer fh.Close()
+	if info, err := fh.Stat(); err == nil && info.Size() != f.Size {
+		if err := fh.Truncate(f.Size); err != nil {
+			return fmt.Errorf("restore %s: %w", f.Path, err)
 		}
 	}
-	if err := w.syncFiles(ctx, files, workers); err != nil {
+	if err := fh.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", f.Path, err)
+	}
+	return nil
+}
+
+// drain waits for the background syncs.
+func (w *Writer) drain() error {
+	if w.syncq != nil {
+		close(w.syncq)
+		w.syncwg.Wait()
+		w.syncq = nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for f, left := range w.pending {
+		if left > 0 {
+			return fmt.Errorf("restore %s: %d extents were not written", f.Path, left)
+		}
+	}
+	return w.syncErr
+}
+
+// Finish waits until every file is cut to size and synced, then applies symlinks,
+// modes, owners and times. Directories are finished deepest first, so setting a
+// file's time does not disturb its directory's.
+func (w *Writer) Finish(ctx context.Context, files []*repo.File) error {
+	if err := w.drain(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var dirs []*repo.File
@@ -280,55 +347,6 @@ func applyMeta(p string, f *repo.File) error {
 	return nil
 }
 
-func (w *Writer) syncFiles(ctx context.Context, files []*repo.File, workers int) error {
-	work := make(chan *repo.File)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for i := 0; i < max(workers, 1); i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for f := range work {
-				if err := syncFile(w.abs(f.Path)); err != nil {
-					select {
-					case errs <- fmt.Errorf("sync %s: %w", f.Path, err):
-					default:
-					}
-				}
-			}
-		}()
-	}
-	for _, f := range files {
-		if f.Type != repo.TypeRegular || f.Size == 0 {
-			continue
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		work <- f
-	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-	}
-	return ctx.Err()
-}
-
-func syncFile(p string) error {
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // Parents returns the manifest directories that must exist for p ("a/b/c" -> a, a/b).
 func Parents(p string) []string {
 	var out []string
@@ -346,7 +364,8 @@ func RestoreFiles(ctx context.Context, r *repo.Repo, m *repo.Manifest, files []*
 		return err
 	}
 	if err := r.ReadFiles(ctx, m, files, progress, w.WriteExtent); err != nil {
+		w.drain()
 		return err
 	}
-	return w.Finish(ctx, files, r.Options().Workers)
+	return w.Finish(ctx, files)
 }

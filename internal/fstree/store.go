@@ -113,3 +113,147 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// chunkJob is a byte range of a file to store.
+type chunkJob struct {
+	en       *Entry
+	off, len int64
+	parts    *filePieces
+}
+
+// filePieces collects the extents of a file stored in pieces by several workers.
+type filePieces struct {
+	mu      sync.Mutex
+	left    int
+	extents []repo.Extent
+	size    int64
+}
+
+// StoreChunked stores whole files like StoreAll with StoreWhole, but cuts files
+// larger than chunk into ranges stored by whichever worker is free, so one big file
+// (a 1 GiB relation segment) does not leave the other workers idle at the end.
+func StoreChunked(ctx context.Context, b *repo.Backup, entries []*Entry, workers int, chunk int64, progress func(int64)) error {
+	var jobs []chunkJob
+	for _, en := range entries {
+		if en.Size <= chunk {
+			jobs = append(jobs, chunkJob{en: en, len: -1})
+			continue
+		}
+		n := int((en.Size + chunk - 1) / chunk)
+		fp := &filePieces{left: n}
+		for i := 0; i < n; i++ {
+			jobs = append(jobs, chunkJob{en: en, off: int64(i) * chunk, len: chunk, parts: fp})
+		}
+	}
+	// Biggest first so the workers finish together; the pieces of a file in order.
+	sort.SliceStable(jobs, func(i, j int) bool { return jobSize(jobs[i]) > jobSize(jobs[j]) })
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan chunkJob)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		mu.Unlock()
+	}
+	for w := 0; w < max(workers, 1); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pw := b.NewPackWriter(ctx)
+			for j := range work {
+				if j.parts == nil {
+					f, err := StoreWhole(pw, j.en, progress)
+					if err != nil {
+						fail(err)
+						continue
+					}
+					b.AddBytes(f.Size)
+					b.AddFile(f)
+					continue
+				}
+				exts, err := storeRange(pw, j, progress)
+				if err != nil {
+					fail(err)
+					continue
+				}
+				if f, done := j.parts.add(j.en, exts); done {
+					b.AddBytes(f.Size)
+					b.AddFile(f)
+				}
+			}
+			if err := pw.Close(); err != nil {
+				fail(err)
+				pw.Abort()
+			}
+		}()
+	}
+feed:
+	for _, j := range jobs {
+		select {
+		case work <- j:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+func jobSize(j chunkJob) int64 {
+	if j.len < 0 {
+		return j.en.Size
+	}
+	return j.len
+}
+
+// storeRange packs one range of a file. The last range reads to the end, so a file
+// that grew while it was read is stored as read.
+func storeRange(pw *repo.PackWriter, j chunkJob, progress func(int64)) ([]repo.Extent, error) {
+	fh, err := os.Open(j.en.Abs)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", j.en.Abs, err)
+	}
+	defer fh.Close()
+	var r io.Reader = io.NewSectionReader(fh, j.off, j.len)
+	if j.off+j.len >= j.en.Size {
+		r = io.NewSectionReader(fh, j.off, 1<<62)
+	}
+	exts, err := pw.Write(&progressReader{r: r, add: progress}, j.off)
+	if err != nil {
+		return nil, fmt.Errorf("back up %s: %w", j.en.Abs, err)
+	}
+	return exts, nil
+}
+
+// add records a finished piece; the last one returns the whole file.
+func (fp *filePieces) add(en *Entry, exts []repo.Extent) (repo.File, bool) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	fp.extents = append(fp.extents, exts...)
+	for _, x := range exts {
+		fp.size = max(fp.size, x.Offset+x.Length)
+	}
+	fp.left--
+	if fp.left > 0 {
+		return repo.File{}, false
+	}
+	sort.Slice(fp.extents, func(i, j int) bool { return fp.extents[i].Offset < fp.extents[j].Offset })
+	f := en.File
+	f.Extents, f.Size = fp.extents, fp.size
+	if len(f.Extents) == 1 {
+		f.SHA256 = f.Extents[0].SHA256
+	}
+	return f, true
+}

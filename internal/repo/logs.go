@@ -23,10 +23,20 @@ func LogPrefix(source string) string { return "logs/" + source + "/" }
 // an existing object makes it fail with storage.ErrExists (the caller decides
 // whether the existing one is the same).
 func (r *Repo) PutLog(ctx context.Context, source, name string, plain []byte, exclusive bool) (stored int64, err error) {
-	data, _, _, err := r.writeCd.Encode(plain)
+	data, err := r.EncodeLog(plain)
 	if err != nil {
 		return 0, err
 	}
+	return r.PutEncodedLog(ctx, source, name, data, exclusive)
+}
+
+// EncodeLog encodes a log object for PutEncodedLog, compressing on every worker.
+func (r *Repo) EncodeLog(plain []byte) ([]byte, error) {
+	return r.writeCd.EncodeParallel(plain, r.opts.Workers)
+}
+
+// PutEncodedLog stores a log object encoded by EncodeLog.
+func (r *Repo) PutEncodedLog(ctx context.Context, source, name string, data []byte, exclusive bool) (stored int64, err error) {
 	key := LogPrefix(source) + name
 	po := r.putOptions("", TypeLog)
 	po.IfNotExist = exclusive

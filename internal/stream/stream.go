@@ -263,7 +263,12 @@ type Reader struct {
 
 // NewReader decodes src, which holds an object written with enc.
 func (c *Codec) NewReader(src io.Reader, enc Encoding, expect Expect) (*Reader, error) {
-	r := &Reader{codec: c, stored: newCountHash(), plain: newCountHash(), expect: expect}
+	r := &Reader{codec: c, stored: newCountHash(), plain: &countHash{}, expect: expect}
+	if expect.Plain.SHA256 != "" {
+		// Hash the plaintext only when it is checked: pack volumes are checked extent
+		// by extent by the caller, and SHA-256 is a large part of a restore's CPU.
+		r.plain = newCountHash()
+	}
 	r.src = io.TeeReader(src, r.stored)
 	body := r.src
 	if enc.Encrypted {
@@ -409,4 +414,56 @@ func (c *Codec) Decode(stored []byte, enc Encoding, expect Expect) ([]byte, erro
 	}
 	defer r.Close()
 	return io.ReadAll(r)
+}
+
+// EncodeParallel encodes a whole object held in memory using several goroutines:
+// the plaintext is cut into parts compressed at once as consecutive zstd frames
+// (one stream to a reader: a zstd decoder reads frames one after the other), then
+// encrypted. No hashes are taken: callers that need one hash the plaintext beside
+// it. For WAL segments, whose compression is what archive_command waits for.
+func (c *Codec) EncodeParallel(plain []byte, parts int) ([]byte, error) {
+	body := plain
+	if c.compression == CompressionZstd {
+		parts = max(1, min(parts, len(plain)/(1<<20)+1))
+		outs := make([][]byte, parts)
+		errs := make([]error, parts)
+		var wg sync.WaitGroup
+		size := (len(plain) + parts - 1) / parts
+		for i := 0; i < parts; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				chunk := plain[min(i*size, len(plain)):min((i+1)*size, len(plain))]
+				enc, err := c.encoder(nil)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				outs[i] = enc.EncodeAll(chunk, make([]byte, 0, len(chunk)/4+64))
+				c.encoders.Put(enc)
+			}(i)
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return nil, fmt.Errorf("compress: %w", err)
+			}
+		}
+		body = bytes.Join(outs, nil)
+	}
+	if len(c.recipients) == 0 {
+		return body, nil
+	}
+	out := bytes.NewBuffer(make([]byte, 0, len(body)+len(body)/64+512))
+	aw, err := age.Encrypt(out, c.recipients...)
+	if err != nil {
+		return nil, fmt.Errorf("start encryption: %w", err)
+	}
+	if _, err := aw.Write(body); err != nil {
+		return nil, err
+	}
+	if err := aw.Close(); err != nil {
+		return nil, fmt.Errorf("finish encryption: %w", err)
+	}
+	return out.Bytes(), nil
 }

@@ -175,3 +175,24 @@ func TestWrapKey(t *testing.T) {
 		t.Fatalf("wrong passphrase: got %v", err)
 	}
 }
+
+func TestEncodeParallelRoundTrip(t *testing.T) {
+	for name, c := range codecs(t) {
+		for _, n := range []int{0, 100, 5<<20 + 3} {
+			data := testData(n)
+			for _, parts := range []int{1, 2, 3} {
+				stored, err := c.EncodeParallel(data, parts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := c.Decode(stored, c.Encoding(), Expect{})
+				if err != nil {
+					t.Fatalf("%s, %d bytes, %d parts: %v", name, n, parts, err)
+				}
+				if !bytes.Equal(got, data) {
+					t.Fatalf("%s, %d bytes, %d parts: round trip differs", name, n, parts)
+				}
+			}
+		}
+	}
+}

@@ -135,9 +135,7 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 		b.AddFile(en.File)
 	}
 	req.Progress.SetTotal(total)
-	err = fstree.StoreAll(ctx, b, toStore, req.Repo.Options().Workers, func(pw *repo.PackWriter, en *fstree.Entry) (repo.File, error) {
-		return fstree.StoreWhole(pw, en, req.Progress.Add)
-	})
+	err = fstree.StoreChunked(ctx, b, toStore, req.Repo.Options().Workers, 64<<20, req.Progress.Add)
 	if err != nil {
 		return nil, err
 	}

@@ -125,11 +125,17 @@ func parseWALName(rel string, modified time.Time) (walObject, bool) {
 
 // push stores a WAL file. The same content again is a no-op; different content
 // under an archived name is an error (two clusters or a restored copy writing as one).
+// The hash is taken while the file is compressed: both are what archive_command
+// waits for.
 func (a *archive) push(ctx context.Context, file string, data []byte) (stored int64, err error) {
-	h := hash32(data)
-	name, err := a.nameFor(file, data, h, false)
-	if err != nil {
-		return 0, err
+	hashed := make(chan string, 1)
+	go func() { hashed <- hash32(data) }()
+	var h string
+	hash := func() string {
+		if h == "" {
+			h = <-hashed
+		}
+		return h
 	}
 	check := func() (bool, error) {
 		objs, err := a.list(ctx, a.dirOf(file)+file+"-")
@@ -140,18 +146,28 @@ func (a *archive) push(ctx context.Context, file string, data []byte) (stored in
 			if o.Partial || o.File != file {
 				continue
 			}
-			if o.Hash == h {
+			if o.Hash == hash() {
 				return true, nil
 			}
 			return false, fmt.Errorf("%s is already archived with different content (sha256 %s…, this file %s…): is another cluster or a restored copy archiving as source %s?",
-				file, o.Hash[:12], h[:12], a.source)
+				file, o.Hash[:12], hash()[:12], a.source)
 		}
 		return false, nil
 	}
 	if done, err := check(); done || err != nil {
+		hash()
 		return 0, err
 	}
-	stored, err = a.r.PutLog(ctx, a.source, name, data, true)
+	encoded, err := a.r.EncodeLog(data)
+	if err != nil {
+		hash()
+		return 0, err
+	}
+	name, err := a.nameFor(file, data, hash(), false)
+	if err != nil {
+		return 0, err
+	}
+	stored, err = a.r.PutEncodedLog(ctx, a.source, name, encoded, true)
 	if errors.Is(err, storage.ErrExists) {
 		// A concurrent push of the same file won the race.
 		if done, cerr := check(); done || cerr != nil {
