@@ -176,8 +176,14 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 	if err != nil {
 		return nil, err
 	}
+	// The chain reaches its last commit, or at least its own consistency point (an
+	// idle cluster commits nothing after its newest backup).
+	latest := w.lastCommit
+	if stop := p.info.StopTime; latest.Before(stop) {
+		latest = stop
+	}
 	rp := &engine.RestorePlan{Source: e.src.Name, Kind: e.Kind(), To: p.time, Target: req.Target, Engine: p,
-		Earliest: infos[backups[0].ID].StopTime, Latest: w.lastCommit}
+		Earliest: infos[backups[0].ID].StopTime, Latest: latest}
 	for _, m := range chain {
 		rp.Backups = append(rp.Backups, m)
 	}
