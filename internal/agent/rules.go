@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hartonomous/hartvault/internal/plan"
-	"github.com/hartonomous/hartvault/internal/repo"
 	"github.com/hartonomous/hartvault/internal/status"
 )
 
@@ -65,7 +64,7 @@ func Rules(p *plan.Plan) RuleFile {
 			labels := func(severity string) map[string]string {
 				return map[string]string{"severity": severity, "source": src.Name, "type": typ}
 			}
-			if th := alertOf(src, typ); th > 0 {
+			if th := src.AlertAfter(typ); th > 0 {
 				g.Rules = append(g.Rules, Rule{
 					Alert:  RuleStale,
 					Expr:   fmt.Sprintf("time() - %s%s > %d", MetricLastSuccess, sel, int64(th.Seconds())),
@@ -88,7 +87,7 @@ func Rules(p *plan.Plan) RuleFile {
 					},
 				})
 			}
-			expr := scheduleOf(src, typ)
+			expr := src.ScheduleFor(typ)
 			if expr == "" || expr == plan.Continuous {
 				continue
 			}
@@ -180,18 +179,6 @@ func (f RuleFile) YAML() ([]byte, error) {
 		}
 	}
 	return []byte(b.String()), nil
-}
-
-func alertOf(src plan.Source, typ string) time.Duration {
-	switch typ {
-	case repo.TypeFull:
-		return src.Alerts.Full.Std()
-	case repo.TypeDiff:
-		return src.Alerts.Diff.Std()
-	case repo.TypeLog:
-		return src.Alerts.Log.Std()
-	}
-	return 0
 }
 
 // promDuration writes d as a Prometheus duration (whole seconds).

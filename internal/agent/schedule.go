@@ -35,7 +35,7 @@ var typeOrder = []string{repo.TypeFull, repo.TypeDiff, repo.TypeLog}
 func entries(p *plan.Plan) (es []*entry, continuous []string, err error) {
 	for _, src := range p.Sources {
 		for _, typ := range typeOrder {
-			expr := scheduleOf(src, typ)
+			expr := src.ScheduleFor(typ)
 			switch expr {
 			case "":
 				continue
@@ -58,18 +58,6 @@ func entries(p *plan.Plan) (es []*entry, continuous []string, err error) {
 		}
 	}
 	return es, continuous, nil
-}
-
-func scheduleOf(src plan.Source, typ string) string {
-	switch typ {
-	case repo.TypeFull:
-		return src.Schedule.Full
-	case repo.TypeDiff:
-		return src.Schedule.Diff
-	case repo.TypeLog:
-		return src.Schedule.Log
-	}
-	return ""
 }
 
 // nextFire is the first fire of s strictly after t, read in loc.

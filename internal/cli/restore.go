@@ -21,6 +21,7 @@ func (a *app) restoreCommand() *cobra.Command {
 	var database, as, priority string
 	var wait bool
 	var fromReplica string
+	var backupFiles []string
 	var waitEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "restore SOURCE --target DIR [--backup ID | --to TIME]",
@@ -49,6 +50,9 @@ is refused without --force.`,
 			if err != nil {
 				return err
 			}
+			if len(backupFiles) > 0 && eng.Kind() != plan.KindMSSQL {
+				return usagef("--backup-file is for SQL Server sources; %s is %s", eng.Source(), eng.Kind())
+			}
 			if start && port == 0 {
 				return usagef("--start needs --port")
 			}
@@ -56,7 +60,7 @@ is refused without --force.`,
 				return usagef("restore needs --target DIR")
 			}
 			req := engine.RestoreRequest{Repo: r, BackupID: backupID, To: when, Target: target, Force: force, Log: a.logger(),
-				Start: start, Port: port, Database: database, As: as, Apply: apply, TailLog: tailLog, NoArchive: noArchive}
+				Start: start, Port: port, Database: database, As: as, Apply: apply, TailLog: tailLog, NoArchive: noArchive, BackupFiles: backupFiles}
 			plan, err := eng.PlanRestore(ctx, req)
 			if err != nil {
 				return err
@@ -106,6 +110,7 @@ is refused without --force.`,
 	f.StringVar(&as, "as", "", "SQL Server: restore under this database name (files are moved)")
 	f.BoolVar(&tailLog, "tail-log", false, "SQL Server: back up the tail of the log of the database being replaced first")
 	f.BoolVar(&apply, "apply", false, "SQL Server CLR: run the restored deploy script")
+	f.StringArrayVar(&backupFiles, "backup-file", nil, "SQL Server: a backup file or URL taken outside hartvault to restore from too, as the server names it (repeatable; read with RESTORE HEADERONLY)")
 	f.StringVar(&fromReplica, "from-replica", "", "read from this replica (URL, number or name); without it a failing primary falls back to the replicas")
 	f.BoolVar(&wait, "wait", false, "when objects are in the archive tier, wait for their rehydration, then restore")
 	f.StringVar(&priority, "rehydrate-priority", "standard", "rehydration priority from the archive tier: standard or high")

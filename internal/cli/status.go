@@ -17,9 +17,9 @@ import (
 )
 
 func (a *app) statusCommand() *cobra.Command {
-	var asJSON, check bool
+	var asJSON, check, importMSDB bool
 	cmd := &cobra.Command{
-		Use:   "status [--json] [--check]",
+		Use:   "status [--json] [--check] [--import-msdb]",
 		Short: "Show where each source stands: last backups, averages, windows, replicas, alerts",
 		Long: `For each source and backup type: the last successful backup and its age, the average
 duration and size over 7 days, counts, the last attempt; the restorable window (any instant
@@ -32,7 +32,11 @@ alerts that fire:
           times the 7-day average of its type
 
 --json prints what the agent serves at /api/status. --check exits 1 when any alert fires,
-naming each on stderr, one line each (for cron or Nagios-style checks), 0 otherwise.`,
+naming each on stderr, one line each (for cron or Nagios-style checks), 0 otherwise.
+
+--import-msdb counts, for SQL Server sources, the backups msdb lists that hartvault did not
+take (another tool's jobs, a DBA's BACKUP) in the per-type figures and alerts, marked
+"external" (a * in the table); a server that cannot be reached is one line under the source.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -41,7 +45,7 @@ naming each on stderr, one line each (for cron or Nagios-style checks), 0 otherw
 				return err
 			}
 			defer r.Close()
-			rep, err := a.computeStatus(ctx, p, r)
+			rep, err := a.computeStatusWith(ctx, p, r, importMSDB)
 			if err != nil {
 				return err
 			}
@@ -71,12 +75,19 @@ naming each on stderr, one line each (for cron or Nagios-style checks), 0 otherw
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (what the agent serves at /api/status)")
 	cmd.Flags().BoolVar(&check, "check", false, "exit 1 when any alert fires, naming each on stderr")
+	cmd.Flags().BoolVar(&importMSDB, "import-msdb", false, "SQL Server: count backups taken outside hartvault, as msdb lists them")
 	return cmd
 }
 
 // computeStatus evaluates the status of every source of the plan now.
 func (a *app) computeStatus(ctx context.Context, p *plan.Plan, r *repo.Repo) (*status.Report, error) {
-	return status.Compute(ctx, status.Options{Plan: p, Repo: r, Now: a.now(), Log: a.logger(),
+	return a.computeStatusWith(ctx, p, r, false)
+}
+
+// computeStatusWith evaluates the status, with backups taken outside hartvault when
+// importExternal is set.
+func (a *app) computeStatusWith(ctx context.Context, p *plan.Plan, r *repo.Repo, importExternal bool) (*status.Report, error) {
+	return status.Compute(ctx, status.Options{Plan: p, Repo: r, Now: a.now(), Log: a.logger(), ImportExternal: importExternal,
 		Engine: func(src plan.Source) (engine.Engine, error) { return engineFor(p, src.Name) }})
 }
 
@@ -91,6 +102,9 @@ func writeStatus(w io.Writer, rep *status.Report) {
 			last, age := "never", "-"
 			if !t.LastSuccess.IsZero() {
 				last = localTime(t.LastSuccess)
+			}
+			if t.Last != nil && t.Last.IsExternal() && t.Last.Finished.Equal(t.LastSuccess) {
+				last += " *" // taken outside hartvault (--import-msdb)
 			}
 			if t.AgeSeconds != nil {
 				age = status.FormatDuration(secs(*t.AgeSeconds))
@@ -138,6 +152,17 @@ func writeStatus(w io.Writer, rep *status.Report) {
 		}
 		for _, e := range s.Errors {
 			fmt.Fprintf(w, "  %s: could not be read: %s\n", s.Name, e)
+		}
+		if x := s.External; x != nil {
+			var parts []string
+			for _, t := range x.Types {
+				parts = append(parts, fmt.Sprintf("%d %s (%d copy-only), newest %s", t.Count, t.Type, t.CopyOnly, localTime(t.Last.Finished)))
+			}
+			if len(parts) == 0 {
+				parts = []string{"none"}
+			}
+			fmt.Fprintf(w, "  %s: * taken outside hartvault since %s, as msdb lists them (not restorable from the repository): %s\n",
+				s.Name, localTime(x.Since), strings.Join(parts, "; "))
 		}
 	}
 	sys := rep.System

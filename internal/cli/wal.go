@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hartonomous/hartvault/internal/engine/postgres"
+	"github.com/hartonomous/hartvault/internal/repo"
 )
 
 func (a *app) walPushCommand() *cobra.Command {
@@ -21,15 +23,11 @@ encryption needs only the repository's public key.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			p, r, err := a.openRepo(ctx)
+			eng, r, err := a.openPostgres(ctx, args[0])
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			eng, err := postgresEngine(p, args[0])
-			if err != nil {
-				return err
-			}
 			res, err := eng.WALPush(ctx, r, args[1])
 			if err != nil {
 				return err
@@ -58,15 +56,11 @@ archived WAL. Segments that follow are fetched ahead in parallel.`,
 				return nil
 			}
 			ctx := cmd.Context()
-			p, r, err := a.openRepo(ctx)
+			eng, r, err := a.openPostgres(ctx, args[0])
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			eng, err := postgresEngine(p, args[0])
-			if err != nil {
-				return err
-			}
 			if err := eng.WALFetch(ctx, r, args[1], args[2]); err != nil {
 				if postgres.IsNotArchived(err) {
 					return exitError{code: ExitFailed, msg: fmt.Sprintf("wal-fetch: %s is not in the archive of %s", args[1], args[0])}
@@ -91,15 +85,11 @@ what it has received before it exits. The slot makes the server keep WAL the rep
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			p, r, err := a.openRepo(ctx)
+			eng, r, err := a.openPostgres(ctx, args[0])
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			eng, err := postgresEngine(p, args[0])
-			if err != nil {
-				return err
-			}
 			fmt.Fprintf(a.env.Stdout, "streaming WAL of %s into %s (Ctrl-C to stop)\n", args[0], r)
 			return eng.WALStream(ctx, r, postgres.StreamOptions{Slot: slot, FlushEvery: every, Log: a.logger()})
 		},
@@ -107,4 +97,18 @@ what it has received before it exits. The slot makes the server keep WAL the rep
 	cmd.Flags().StringVar(&slot, "slot", "", "replication slot name (default hartvault_<source>)")
 	cmd.Flags().DurationVar(&every, "flush-every", time.Second, "how often the segment being written is stored")
 	return cmd
+}
+
+// openPostgres opens the repository and the PostgreSQL engine of a source.
+func (a *app) openPostgres(ctx context.Context, source string) (*postgres.Engine, *repo.Repo, error) {
+	p, r, err := a.openRepo(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	eng, err := postgresEngine(p, source)
+	if err != nil {
+		r.Close()
+		return nil, nil, err
+	}
+	return eng, r, nil
 }

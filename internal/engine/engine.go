@@ -62,6 +62,9 @@ type RestoreRequest struct {
 	// NoArchive keeps a restored copy from archiving into the repository (drills,
 	// scratch restores): only a system that replaces the original should.
 	NoArchive bool
+	// BackupFiles are backup files or URLs (as the server names them) that SQL Server
+	// reads with RESTORE HEADERONLY when the repository lacks backups a restore needs.
+	BackupFiles []string
 }
 
 // RestorePlan is what a restore will do, worked out before anything is touched.
@@ -106,6 +109,18 @@ type UnchangedError struct {
 
 func (e *UnchangedError) Error() string {
 	return fmt.Sprintf("%s is unchanged since backup %s: no new backup taken (--force takes one anyway)", e.Source, e.Last.ID)
+}
+
+// CheckTag refuses a tag a backup of the source already carries: a tag must name
+// one backup wherever an id is accepted.
+func CheckTag(history []*repo.Manifest, source, tag string) error {
+	if tag == "" {
+		return nil
+	}
+	if _, err := repo.Find(history, tag); err == nil {
+		return fmt.Errorf("tag %q is already used by a backup of %s", tag, source)
+	}
+	return nil
 }
 
 // Result is what RunBackup did.

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/hartonomous/hartvault/internal/parallel"
 	"github.com/hartonomous/hartvault/internal/repo"
 )
 
@@ -17,56 +18,30 @@ import (
 func StoreAll(ctx context.Context, b *repo.Backup, entries []*Entry, workers int,
 	store func(pw *repo.PackWriter, en *Entry) (repo.File, error)) error {
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Size > entries[j].Size })
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan *Entry)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-			cancel()
-		}
-		mu.Unlock()
-	}
-	for w := 0; w < max(workers, 1); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pw := b.NewPackWriter(ctx)
-			for en := range work {
+	return parallel.Run(ctx, entries, workers, func(ctx context.Context) parallel.Worker[*Entry] {
+		pw := b.NewPackWriter(ctx)
+		return parallel.Worker[*Entry]{
+			Do: func(en *Entry) error {
 				f, err := store(pw, en)
 				if err != nil {
-					fail(err)
-					continue
+					return err
 				}
 				b.AddBytes(f.Size)
 				b.AddFile(f)
-			}
-			if err := pw.Close(); err != nil {
-				fail(err)
-				pw.Abort()
-			}
-		}()
-	}
-feed:
-	for _, en := range entries {
-		select {
-		case work <- en:
-		case <-ctx.Done():
-			break feed
+				return nil
+			},
+			Finish: func() error { return closePack(pw) },
 		}
+	})
+}
+
+// closePack seals a worker's open volume (discarding it if that fails).
+func closePack(pw *repo.PackWriter) error {
+	if err := pw.Close(); err != nil {
+		pw.Abort()
+		return err
 	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	return nil
 }
 
 // StoreWhole packs one file's whole content. A file that changes size while it is
@@ -147,68 +122,32 @@ func StoreChunked(ctx context.Context, b *repo.Backup, entries []*Entry, workers
 	}
 	// Biggest first so the workers finish together; the pieces of a file in order.
 	sort.SliceStable(jobs, func(i, j int) bool { return jobSize(jobs[i]) > jobSize(jobs[j]) })
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan chunkJob)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-			cancel()
-		}
-		mu.Unlock()
-	}
-	for w := 0; w < max(workers, 1); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pw := b.NewPackWriter(ctx)
-			for j := range work {
+	return parallel.Run(ctx, jobs, workers, func(ctx context.Context) parallel.Worker[chunkJob] {
+		pw := b.NewPackWriter(ctx)
+		return parallel.Worker[chunkJob]{
+			Do: func(j chunkJob) error {
 				if j.parts == nil {
 					f, err := StoreWhole(pw, j.en, progress)
 					if err != nil {
-						fail(err)
-						continue
+						return err
 					}
 					b.AddBytes(f.Size)
 					b.AddFile(f)
-					continue
+					return nil
 				}
 				exts, err := storeRange(pw, j, progress)
 				if err != nil {
-					fail(err)
-					continue
+					return err
 				}
 				if f, done := j.parts.add(j.en, exts); done {
 					b.AddBytes(f.Size)
 					b.AddFile(f)
 				}
-			}
-			if err := pw.Close(); err != nil {
-				fail(err)
-				pw.Abort()
-			}
-		}()
-	}
-feed:
-	for _, j := range jobs {
-		select {
-		case work <- j:
-		case <-ctx.Done():
-			break feed
+				return nil
+			},
+			Finish: func() error { return closePack(pw) },
 		}
-	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	})
 }
 
 func jobSize(j chunkJob) int64 {

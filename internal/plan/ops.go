@@ -181,3 +181,30 @@ func (v *validator) ops(p *Plan) *Error {
 	}
 	return nil
 }
+
+// ScheduleFor returns the source's schedule of a backup type ("" when none).
+func (s Source) ScheduleFor(typ string) string {
+	switch typ {
+	case "full":
+		return s.Schedule.Full
+	case "diff":
+		return s.Schedule.Diff
+	case "log":
+		return s.Schedule.Log
+	}
+	return ""
+}
+
+// AlertAfter returns the age past which the newest backup of a type raises an
+// alert (0: no threshold).
+func (s Source) AlertAfter(typ string) time.Duration {
+	switch typ {
+	case "full":
+		return s.Alerts.Full.Std()
+	case "diff":
+		return s.Alerts.Diff.Std()
+	case "log":
+		return s.Alerts.Log.Std()
+	}
+	return 0
+}

@@ -324,6 +324,11 @@ func (b *Backup) Abort(ctx context.Context) {
 		return
 	}
 	b.uploads.Wait()
+	// A manifest write reported as failed may have landed all the same: then the
+	// backup is visible, and its data must stay.
+	if _, err := b.r.store.Stat(ctx, manifestKey(b.m.Source, b.m.ID)); err == nil {
+		return
+	}
 	prefix := dataPrefix(b.m.Source, b.m.ID)
 	_ = b.r.deletePrefix(ctx, b.r.store, prefix)
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/hartonomous/hartvault/internal/parallel"
 	"github.com/hartonomous/hartvault/internal/storage"
 	"github.com/hartonomous/hartvault/internal/stream"
 )
@@ -109,49 +110,12 @@ func (r *Repo) readPhase(ctx context.Context, cd *stream.Codec, m *Manifest, cha
 	sort.Slice(refs, func(i, j int) bool {
 		return chain[refs[i].backup].Objects[refs[i].index].Size > chain[refs[j].backup].Objects[refs[j].index].Size
 	})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan objectRef)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-			cancel()
-		}
-		mu.Unlock()
-	}
-	for w := 0; w < r.opts.Workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h := sha256.New()
-			for ref := range work {
-				bm := chain[ref.backup]
-				if err := r.readObject(ctx, cd, bm, ref.index, groups[ref], h, progress, sink); err != nil {
-					fail(err)
-				}
-			}
-		}()
-	}
-feed:
-	for _, ref := range refs {
-		select {
-		case work <- ref:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	return parallel.Run(ctx, refs, r.opts.Workers, func(ctx context.Context) parallel.Worker[objectRef] {
+		h := sha256.New()
+		return parallel.Worker[objectRef]{Do: func(ref objectRef) error {
+			return r.readObject(ctx, cd, chain[ref.backup], ref.index, groups[ref], h, progress, sink)
+		}}
+	})
 }
 
 func (r *Repo) readObject(ctx context.Context, cd *stream.Codec, bm *Manifest, index int, ps []placement, h hash.Hash, progress func(int64), sink ExtentSink) error {
@@ -256,33 +220,19 @@ func (r *Repo) VerifyObjects(ctx context.Context, st *storage.Store, m *Manifest
 	if st == nil {
 		st = r.store
 	}
-	work := make(chan Object)
-	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for w := 0; w < r.opts.Workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for obj := range work {
-				var err error
-				if reason := checkStored(ctx, st, obj); reason != "" && ctx.Err() == nil {
-					err = &DamageError{Backup: m.ID, Object: obj.Key, Reason: reason}
-				}
-				mu.Lock()
-				fn(ObjectResult{Backup: m.ID, Object: obj, Err: err})
-				mu.Unlock()
+	return parallel.Run(ctx, m.Objects, r.opts.Workers, func(ctx context.Context) parallel.Worker[Object] {
+		return parallel.Worker[Object]{Do: func(obj Object) error {
+			var err error
+			if reason := checkStored(ctx, st, obj); reason != "" && ctx.Err() == nil {
+				err = &DamageError{Backup: m.ID, Object: obj.Key, Reason: reason}
 			}
-		}()
-	}
-	for _, obj := range m.Objects {
-		select {
-		case work <- obj:
-		case <-ctx.Done():
-		}
-	}
-	close(work)
-	wg.Wait()
-	return ctx.Err()
+			mu.Lock()
+			fn(ObjectResult{Backup: m.ID, Object: obj, Err: err})
+			mu.Unlock()
+			return nil
+		}}
+	})
 }
 
 // checkStored returns why an object does not match its manifest ("" when it does).

@@ -40,6 +40,9 @@ type SourceStatus struct {
 	Timeline   Timeline        `json:"timeline"`
 	// Errors are what could not be worked out (the repository could not be read).
 	Errors []string `json:"errors,omitempty"`
+	// External counts the backups taken outside hartvault merged into Types
+	// (Options.ImportExternal; absent otherwise).
+	External *ExternalStatus `json:"external,omitempty"`
 }
 
 // ReplicaStatus is how far one replica is behind for a source.
@@ -77,6 +80,9 @@ type Options struct {
 	Engine func(src plan.Source) (engine.Engine, error)
 	Now    time.Time
 	Log    *slog.Logger
+	// ImportExternal merges backups taken outside hartvault into the per-type
+	// figures, for sources whose engine records them (ExternalLister: SQL Server's msdb).
+	ImportExternal bool
 }
 
 var typeOrder = []string{repo.TypeFull, repo.TypeDiff, repo.TypeLog}
@@ -119,6 +125,12 @@ func computeSource(ctx context.Context, o Options, src plan.Source) SourceStatus
 		refs = append(refs, BackupRef{ID: m.ID, Type: m.Type, Parent: m.Parent, Started: m.Started, Finished: m.Finished,
 			Bytes: m.Bytes, StoredBytes: m.StoredBytes})
 	}
+	// The per-type figures and the timeline count backups taken outside hartvault too
+	// when asked (all); the restorable window and replicas are the repository's (refs).
+	all := refs
+	if o.ImportExternal {
+		all = importExternal(ctx, o, src, &s, manifests, refs, err)
+	}
 	runs, err := o.Repo.Runs(ctx, src.Name, now.Add(-TimelineSpan))
 	if err != nil {
 		fail("read run log", err)
@@ -144,16 +156,16 @@ func computeSource(ctx context.Context, o Options, src plan.Source) SourceStatus
 		firstSeen = runs[0].Started
 	}
 	for _, typ := range typeOrder {
-		sched, threshold := scheduleOf(src, typ), alertOf(src, typ)
+		sched, threshold := src.ScheduleFor(typ), src.AlertAfter(typ)
 		hasBackups := false
-		for _, b := range refs {
+		for _, b := range all {
 			hasBackups = hasBackups || b.Type == typ
 		}
 		isLog := typ == repo.TypeLog && continuousLog
 		if typ != repo.TypeFull && sched == "" && threshold == 0 && !hasBackups && !isLog {
 			continue
 		}
-		ts := Summarize(typ, refs, runs, now)
+		ts := Summarize(typ, all, runs, now)
 		ts.Schedule = sched
 		ts.StaleAfterSeconds = threshold.Seconds()
 		if isLog && s.Restorable.Latest.After(ts.LastSuccess) {
@@ -172,7 +184,7 @@ func computeSource(ctx context.Context, o Options, src plan.Source) SourceStatus
 		alerts = append(alerts, EvalFailed(src.Name, typ, runs, lastStart))
 		var prevAvg time.Duration
 		if ts.Last != nil {
-			prevAvg = AverageDuration(typ, refs, ts.Last.ID, now)
+			prevAvg = AverageDuration(typ, all, ts.Last.ID, now)
 		}
 		alerts = append(alerts, EvalSlow(src.Name, typ, ts.Running, ts.Last, src.MaxDuration.Std(), avg, prevAvg, now))
 		for _, a := range alerts {
@@ -184,7 +196,7 @@ func computeSource(ctx context.Context, o Options, src plan.Source) SourceStatus
 		s.Types = append(s.Types, ts)
 	}
 
-	for _, b := range refs {
+	for _, b := range all {
 		if b.Finished.After(s.Timeline.From) {
 			s.Timeline.Backups = append(s.Timeline.Backups, b)
 		}
@@ -255,30 +267,6 @@ func replicaStatus(ctx context.Context, o Options, source string, refs []BackupR
 		out = append(out, rs)
 	}
 	return out
-}
-
-func scheduleOf(src plan.Source, typ string) string {
-	switch typ {
-	case repo.TypeFull:
-		return src.Schedule.Full
-	case repo.TypeDiff:
-		return src.Schedule.Diff
-	case repo.TypeLog:
-		return src.Schedule.Log
-	}
-	return ""
-}
-
-func alertOf(src plan.Source, typ string) time.Duration {
-	switch typ {
-	case repo.TypeFull:
-		return src.Alerts.Full.Std()
-	case repo.TypeDiff:
-		return src.Alerts.Diff.Std()
-	case repo.TypeLog:
-		return src.Alerts.Log.Std()
-	}
-	return 0
 }
 
 // Firing lists the alerts of r as single lines ("source/type kind: message").

@@ -93,21 +93,14 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 	if parent != nil {
 		spec.Parent = parent.ID
 	}
-	if req.Tag != "" {
-		if _, err := repo.Find(history, req.Tag); err == nil {
-			return nil, fmt.Errorf("tag %q is already used by a backup of %s", req.Tag, e.src.Name)
-		}
+	if err := engine.CheckTag(history, e.src.Name, req.Tag); err != nil {
+		return nil, err
 	}
 	b, err := req.Repo.BeginBackup(ctx, req.Lock, spec)
 	if err != nil {
 		return nil, err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			b.Abort(context.WithoutCancel(ctx))
-		}
-	}()
+	defer b.Abort(context.WithoutCancel(ctx)) // a no-op once committed
 
 	var reused map[string]repo.File
 	if parent != nil {
@@ -146,12 +139,7 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 	if err := b.SetEngine(info); err != nil {
 		return nil, err
 	}
-	m, err := b.Commit(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ok = true
-	return m, nil
+	return b.Commit(ctx)
 }
 
 func latestFull(history []*repo.Manifest) *repo.Manifest {

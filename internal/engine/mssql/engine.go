@@ -163,10 +163,20 @@ func (e *Engine) connect(ctx context.Context) (Server, error) {
 	return s, nil
 }
 
-// entry is one database backup of the repository with the manifest holding it.
+// entry is one database backup of the repository with the manifest holding it, or
+// (ext set, m nil) a backup taken outside hartvault, read from its files.
 type entry struct {
-	m  *repo.Manifest
-	db *DatabaseBackup
+	m   *repo.Manifest
+	db  *DatabaseBackup
+	ext *external
+}
+
+// name is how messages refer to the backup: its id, or the external backup's name.
+func (en *entry) name() string {
+	if en.ext != nil {
+		return en.ext.ref
+	}
+	return en.m.ID
 }
 
 // catalog is what the repository holds of this source.
@@ -180,6 +190,11 @@ func (e *Engine) catalog(ctx context.Context, r *repo.Repo) (*catalog, error) {
 	if err != nil {
 		return nil, err
 	}
+	return catalogOf(ms)
+}
+
+// catalogOf reads the SQL Server manifests among ms.
+func catalogOf(ms []*repo.Manifest) (*catalog, error) {
 	c := &catalog{infos: map[string]*Info{}}
 	for _, m := range ms {
 		if m.Kind != plan.KindMSSQL {
@@ -214,7 +229,7 @@ func records(es []entry) []chain.Record {
 	out := make([]chain.Record, len(es))
 	for i, en := range es {
 		out[i] = en.db.BackupSet
-		out[i].Ref = en.m.ID
+		out[i].Ref = en.name()
 	}
 	return out
 }

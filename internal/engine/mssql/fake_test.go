@@ -63,8 +63,11 @@ type fakeServer struct {
 	history   []chain.Record
 	setID     int64
 	guids     int
+	guidBase  int // another server's GUIDs differ: newGUID counts from here
 	creds     map[string]string
 	execs     []string // statements as run (credentials redacted by the test when shown)
+	reads     []string // FILELISTONLY and HEADERONLY statements answered
+	server    string   // its name ("" is FAKESQL)
 	fail      map[string]error
 	clr       map[string]clr.Export
 	applied   map[string][]string // ExecIn batches by database
@@ -104,17 +107,22 @@ type restoreState struct {
 	done      bool
 }
 
-// header starts every backup file the fake writes.
+// header starts every backup set the fake writes on a device. Like a real backup's
+// header it describes the set on its own (Rec: LSNs, GUIDs, times), so a file can be
+// restored on another server, or read with RESTORE HEADERONLY when msdb lacks it. A
+// file another tool appended to holds several sets, one after the other.
 type header struct {
-	Set    int64               `json:"set"`
-	DB     string              `json:"db"`
-	Type   string              `json:"type"`
-	Stripe int                 `json:"stripe"`
-	Rows   int                 `json:"rows"`
-	Points []point             `json:"points,omitempty"`
-	Files  []tsql.DatabaseFile `json:"files"`
-	Seed   uint64              `json:"seed"`
-	Size   int                 `json:"size"`
+	Set     int64               `json:"set"`
+	DB      string              `json:"db"`
+	Type    string              `json:"type"`
+	Stripe  int                 `json:"stripe"`
+	Stripes int                 `json:"stripes"`
+	Rows    int                 `json:"rows"`
+	Points  []point             `json:"points,omitempty"`
+	Files   []tsql.DatabaseFile `json:"files"`
+	Seed    uint64              `json:"seed"`
+	Size    int                 `json:"size"`
+	Rec     chain.Record        `json:"rec"`
 }
 
 func newFakeServer(t testing.TB, c *clock) *fakeServer {
@@ -137,7 +145,8 @@ func (f *fakeServer) connector(dsn string) Connector {
 
 func (f *fakeServer) newGUID() string {
 	f.guids++
-	return fmt.Sprintf("%08X-0000-4000-8000-%012X", f.guids, f.guids)
+	n := f.guidBase + f.guids
+	return fmt.Sprintf("%08X-0000-4000-8000-%012X", n, n)
 }
 
 // addDB creates an ONLINE database in FULL recovery with no backup yet.
@@ -173,6 +182,13 @@ func (f *fakeServer) work(d time.Duration, rows int) {
 	}
 }
 
+func (f *fakeServer) name() string {
+	if f.server == "" {
+		return "FAKESQL"
+	}
+	return f.server
+}
+
 func (f *fakeServer) db(name string) *fakeDB {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -194,7 +210,7 @@ func (f *fakeServer) statements() []string {
 func (f *fakeServer) Close() error { return nil }
 
 func (f *fakeServer) Info(ctx context.Context) (ServerInfo, error) {
-	return ServerInfo{Name: "FAKESQL", Version: "16.0.4135.4", Edition: map[int]string{3: "Enterprise Edition", 4: "Express Edition"}[f.edition],
+	return ServerInfo{Name: f.name(), Version: "16.0.4135.4", Edition: map[int]string{3: "Enterprise Edition", 4: "Express Edition"}[f.edition],
 		EngineEdition: f.edition, UTCOffset: time.Hour}, nil
 }
 
@@ -222,7 +238,48 @@ func (f *fakeServer) History(ctx context.Context, q HistoryQuery) ([]chain.Recor
 		if q.Device != "" && !contains(r.Devices, q.Device) {
 			continue
 		}
+		if !q.Since.IsZero() && r.Finish.Before(q.Since) && !(q.NewestOfType && f.newestOfType(r)) {
+			continue
+		}
 		out = append(out, r)
+	}
+	return out, nil
+}
+
+// newestOfType reports whether r is the newest backup of its type of its database.
+func (f *fakeServer) newestOfType(r chain.Record) bool {
+	for _, o := range f.history {
+		if strings.EqualFold(o.Database, r.Database) && o.Type == r.Type && o.BackupSetID > r.BackupSetID {
+			return false
+		}
+	}
+	return true
+}
+
+// HeaderOnly answers RESTORE HEADERONLY from the headers the fake writes: like SQL
+// Server's, its times are the server's wall clock without a zone.
+func (f *fakeServer) HeaderOnly(ctx context.Context, from tsql.Devices) ([]BackupHeader, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	stmt, err := tsql.HeaderOnly(from)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.failing(stmt); err != nil {
+		return nil, err
+	}
+	f.reads = append(f.reads, stmt)
+	sets, err := f.readSets(ctx, from.Medium, from.Paths[0])
+	if err != nil {
+		return nil, fmt.Errorf("mssql: Cannot open backup device '%s'. Operating system error 2(The system cannot find the file specified.). (3201)", from.Paths[0])
+	}
+	out := make([]BackupHeader, len(sets))
+	for i, h := range sets {
+		r := h.Rec
+		r.Devices, r.Ref = nil, ""
+		r.Start = wallIn(r.Start, time.UTC)
+		r.Finish = wallIn(r.Finish, time.UTC)
+		out[i] = BackupHeader{Position: i + 1, Record: r}
 	}
 	return out, nil
 }
@@ -268,6 +325,8 @@ func (f *fakeServer) failing(stmt string) error {
 var (
 	deviceRE = regexp.MustCompile(`(URL|DISK) = N'((?:[^']|'')*)'`)
 	nameRE   = regexp.MustCompile(`^(?:BACKUP|RESTORE) (?:DATABASE|LOG) \[((?:[^\]]|\]\])*)\]`)
+	descRE   = regexp.MustCompile(`DESCRIPTION = N'((?:[^']|'')*)'`)
+	fileRE   = regexp.MustCompile(` WITH FILE = (\d+)`)
 	stopRE   = regexp.MustCompile(`STOPAT = N'([^']*)'`)
 	moveRE   = regexp.MustCompile(`MOVE N'((?:[^']|'')*)' TO N'((?:[^']|'')*)'`)
 	credRE   = regexp.MustCompile(`CREATE CREDENTIAL \[((?:[^\]]|\]\])*)\] WITH IDENTITY = N'SHARED ACCESS SIGNATURE', SECRET = N'((?:[^']|'')*)';$`)
@@ -314,7 +373,7 @@ func (f *fakeServer) Exec(ctx context.Context, stmt string, progress func(int)) 
 		return f.backup(ctx, stmt, progress)
 	case strings.HasPrefix(stmt, "RESTORE VERIFYONLY "):
 		for i, p := range devicesOf(stmt).Paths {
-			h, _, err := f.read(ctx, devicesOf(stmt).Medium, p)
+			h, err := f.read(ctx, devicesOf(stmt).Medium, p, positionOf(stmt))
 			if err != nil {
 				return fmt.Errorf("mssql: Cannot open backup device '%s'. (3201)", p)
 			}
@@ -392,7 +451,13 @@ func (f *fakeServer) backup(ctx context.Context, stmt string, progress func(int)
 	f.setID++
 	r := chain.Record{BackupSetID: f.setID, BackupSetGUID: f.newGUID(), Database: d.name, Type: typ, CopyOnly: copyOnly,
 		DatabaseGUID: d.guid, FirstForkGUID: d.fork, LastForkGUID: d.fork, FamilyGUID: d.guid, RecoveryModel: d.model,
-		ServerName: "FAKESQL", Checksums: hasOpt(stmt, "CHECKSUM"), Devices: devs.Paths}
+		ServerName: f.name(), Checksums: hasOpt(stmt, "CHECKSUM"), Devices: devs.Paths, DeviceType: 2}
+	if devs.Medium == tsql.URL {
+		r.DeviceType = 9
+	}
+	if m := descRE.FindStringSubmatch(stmt); m != nil {
+		r.Description = unq(m[1])
+	}
 	r.Start = f.clock.Now().In(f.zone)
 	switch typ {
 	case chain.Log:
@@ -425,9 +490,17 @@ func (f *fakeServer) backup(ctx context.Context, stmt string, progress func(int)
 	size := map[chain.Type]int{chain.Full: 300 << 10, chain.Diff: 90 << 10, chain.Log: 40 << 10}[typ]
 	r.Size, r.CompressedSize = int64(size), int64(size/3)
 	pts := append([]point(nil), d.points...)
+	// Without FORMAT or INIT a backup to an existing file is appended to it (NOINIT is
+	// SQL Server's default): the file then holds several backup sets.
+	appendTo := devs.Medium == tsql.Disk && !hasOpt(stmt, "FORMAT") && !hasOpt(stmt, "INIT")
 	for i, p := range devs.Paths {
-		h := header{Set: r.BackupSetID, DB: d.name, Type: string(typ), Stripe: i + 1, Rows: d.rows, Points: pts, Files: d.files, Seed: uint64(r.BackupSetID)*7 + uint64(i), Size: size / len(devs.Paths)}
-		if err := f.write(ctx, devs.Medium, p, encode(h)); err != nil {
+		h := header{Set: r.BackupSetID, DB: d.name, Type: string(typ), Stripe: i + 1, Stripes: len(devs.Paths), Rows: d.rows, Points: pts, Files: d.files,
+			Seed: uint64(f.guidBase) + uint64(r.BackupSetID)*7 + uint64(i), Size: size / len(devs.Paths), Rec: r}
+		data := encode(h)
+		if old, err := os.ReadFile(f.toLocal(p)); err == nil && appendTo {
+			data = append(old, data...)
+		}
+		if err := f.write(ctx, devs.Medium, p, data); err != nil {
 			return err
 		}
 	}
@@ -465,24 +538,34 @@ func encode(h header) []byte {
 	return b.Bytes()
 }
 
-func decode(data []byte) (header, error) {
-	r := bufio.NewReader(bytes.NewReader(data))
-	magic, err := r.ReadString('\n')
-	if err != nil || magic != "FAKEBAK\n" {
-		return header{}, errors.New("not a backup")
+// decode reads the backup sets of a device, in position order.
+func decode(data []byte) ([]header, error) {
+	var out []header
+	for len(data) > 0 {
+		r := bufio.NewReader(bytes.NewReader(data))
+		magic, err := r.ReadString('\n')
+		if err != nil || magic != "FAKEBAK\n" {
+			return nil, errors.New("not a backup")
+		}
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return nil, err
+		}
+		var h header
+		if err := json.Unmarshal(line, &h); err != nil {
+			return nil, err
+		}
+		n := len(magic) + len(line) + h.Size
+		if n > len(data) || !bytes.Equal(encode(h), data[:n]) {
+			return nil, errors.New("the backup's bytes are damaged")
+		}
+		out = append(out, h)
+		data = data[n:]
 	}
-	line, err := r.ReadBytes('\n')
-	if err != nil {
-		return header{}, err
+	if len(out) == 0 {
+		return nil, errors.New("not a backup")
 	}
-	var h header
-	if err := json.Unmarshal(line, &h); err != nil {
-		return header{}, err
-	}
-	if !bytes.Equal(encode(h), data) {
-		return header{}, errors.New("the backup's bytes are damaged")
-	}
-	return h, nil
+	return out, nil
 }
 
 // sasFor finds the credential SQL Server would use for a URL: named after the
@@ -522,7 +605,21 @@ func (f *fakeServer) write(ctx context.Context, medium tsql.Medium, p string, da
 	return nil
 }
 
-func (f *fakeServer) read(ctx context.Context, medium tsql.Medium, p string) (header, []byte, error) {
+// read returns the backup set at position (0 is 1) on a device.
+func (f *fakeServer) read(ctx context.Context, medium tsql.Medium, p string, position int) (header, error) {
+	sets, err := f.readSets(ctx, medium, p)
+	if err != nil {
+		return header{}, err
+	}
+	position = max(position, 1)
+	if position > len(sets) {
+		return header{}, fmt.Errorf("mssql: The backup set at position %d on device '%s' does not exist (only %d). (3239)", position, p, len(sets))
+	}
+	return sets[position-1], nil
+}
+
+// readSets returns every backup set on a device, in position order.
+func (f *fakeServer) readSets(ctx context.Context, medium tsql.Medium, p string) ([]header, error) {
 	var data []byte
 	var err error
 	if medium == tsql.Disk {
@@ -541,50 +638,58 @@ func (f *fakeServer) read(ctx context.Context, medium tsql.Medium, p string) (he
 		}
 	}
 	if err != nil {
-		return header{}, nil, err
+		return nil, err
 	}
-	h, err := decode(data)
-	return h, data, err
+	return decode(data)
+}
+
+// positionOf reads the FILE = n of a statement (1 without one).
+func positionOf(stmt string) int {
+	if m := fileRE.FindStringSubmatch(stmt); m != nil {
+		var n int
+		fmt.Sscanf(m[1], "%d", &n)
+		return n
+	}
+	return 1
 }
 
 func (f *fakeServer) FileList(ctx context.Context, from tsql.Devices) ([]tsql.DatabaseFile, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	h, _, err := f.read(ctx, from.Medium, from.Paths[0])
+	stmt, err := tsql.FileListOnly(from)
 	if err != nil {
 		return nil, err
 	}
-	return h.Files, nil
-}
-
-func (f *fakeServer) recordOf(set int64) *chain.Record {
-	for i := range f.history {
-		if f.history[i].BackupSetID == set {
-			return &f.history[i]
-		}
+	f.reads = append(f.reads, stmt)
+	h, err := f.read(ctx, from.Medium, from.Paths[0], from.Position)
+	if err != nil {
+		return nil, fmt.Errorf("mssql: Cannot open backup device '%s': %v (3201)", from.Paths[0], err)
 	}
-	return nil
+	return h.Files, nil
 }
 
 func (f *fakeServer) restore(ctx context.Context, stmt string, progress func(int)) error {
 	name := unq(nameRE.FindStringSubmatch(stmt)[1])
 	devs := devicesOf(stmt)
 	var h header
+	stripes := map[int]bool{}
 	for i, p := range devs.Paths {
-		hi, _, err := f.read(ctx, devs.Medium, p)
+		hi, err := f.read(ctx, devs.Medium, p, positionOf(stmt))
 		if err != nil {
 			return fmt.Errorf("mssql: Cannot open backup device '%s': %v (3201)", p, err)
 		}
 		if i == 0 {
 			h = hi
-		} else if hi.Set != h.Set || hi.Stripe != i+1 {
-			return fmt.Errorf("mssql: The media set has %d media families but only %d are provided. (3132)", len(devs.Paths), i)
+		} else if hi.Set != h.Set || !strings.EqualFold(hi.Rec.BackupSetGUID, h.Rec.BackupSetGUID) {
+			return fmt.Errorf("mssql: The volume on device '%s' is not a member of the media family. (3231)", p)
 		}
+		stripes[hi.Stripe] = true // in any order, as SQL Server reads them
 	}
-	rec := f.recordOf(h.Set)
-	if rec == nil {
-		return errors.New("fake: unknown backup set")
+	if len(stripes) != h.Stripes {
+		return fmt.Errorf("mssql: The media set has %d media families but only %d are provided. All members must be provided. (3132)", h.Stripes, len(stripes))
 	}
+	// The backup's own header says what it is: a file from another server restores too.
+	rec := &h.Rec
 	if hasOpt(stmt, "CHECKSUM") && !rec.Checksums {
 		return errors.New("mssql: RESTORE WITH CHECKSUM cannot be specified because the backup set does not contain checksum information. (3187)")
 	}

@@ -75,19 +75,19 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 		return nil, err
 	}
 	if req.Target != "" {
+		if len(req.BackupFiles) > 0 {
+			return nil, e.errorf("--backup-file is for database restores, not CLR exports (--target)")
+		}
 		return e.planCLR(ctx, req, cat)
 	}
 	if req.Apply {
 		return nil, e.errorf("--apply deploys a CLR export: give --target DIR to restore it into")
 	}
-	db, err := e.chooseDatabase(req.Database, cat)
+	db, err := e.chooseDatabase(req.Database, cat, len(req.BackupFiles) > 0)
 	if err != nil {
 		return nil, err
 	}
 	entries := cat.entries(db)
-	if len(entries) == 0 {
-		return nil, e.errorf("%w of database %s", errNoHistory, db)
-	}
 	target := chain.Target{Latest: req.To.Latest, Time: req.To.Time}
 	if req.BackupID != "" {
 		m, err := repo.Find(cat.manifests, req.BackupID)
@@ -98,13 +98,24 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 	} else if !req.To.Latest && req.To.Time.IsZero() {
 		target.Latest = true
 	}
-	cp, err := chain.PlanRestore(records(entries), target)
+	srv, err := e.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	byRef := map[string]*entry{}
+	for i := range entries {
+		byRef[entries[i].name()] = &entries[i]
+	}
+	cp, err := planChain(db, records(entries), target)
+	var fb *fallback
+	if len(req.BackupFiles) > 0 || fallbackHelps(cp, err, target) {
+		if fb, cp, err = e.planFallback(ctx, req, srv, db, entries, target, cp, err, byRef); err != nil {
+			return nil, err
+		}
+	}
 	if err != nil {
 		return nil, e.errorf("restore of %s: %w", db, err)
-	}
-	byRef := map[string]entry{}
-	for _, en := range entries {
-		byRef[en.m.ID] = en
 	}
 	dp := &dbPlan{source: e.src.Name, database: db, target: db, chain: cp, stamp: e.opts.Now().UTC().Format("20060102T150405Z")}
 	if req.As != "" {
@@ -114,18 +125,13 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 		dp.container = strings.TrimRight(strings.SplitN(cc.URL(), "?", 2)[0], "/")
 	}
 	for _, r := range cp.Records() {
-		en := byRef[r.Ref]
+		en := *byRef[r.Ref]
 		dp.entries = append(dp.entries, en)
-		if dp.fromURL(&en) {
+		if dp.fromURL(&en) || en.ext != nil && en.ext.devices.Medium == tsql.URL && dp.inContainer(en.ext.devices.Paths) {
 			dp.urlMode = true
 		}
 	}
 
-	srv, err := e.connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer srv.Close()
 	si, err := srv.Info(ctx)
 	if err != nil {
 		return nil, e.errorf("%w", err)
@@ -153,6 +159,11 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 	note := func(format string, args ...any) { steps = append(steps, "-- "+fmt.Sprintf(format, args...)) }
 	for _, n := range cp.Notes {
 		note("note: %s", n)
+	}
+	if fb != nil {
+		for _, n := range fb.notes {
+			note("backups taken outside hartvault: %s", n)
+		}
 	}
 	for _, pr := range chain.Validate(records(entries)) {
 		if pr.Severity == chain.SeverityError {
@@ -210,8 +221,17 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 			r.StopAt = stopAt
 		}
 		if rename && !r.Log {
+			if len(en.db.Files) == 0 && en.ext != nil {
+				// Read now from its files, as a backup of the repository recorded it when taken.
+				if en.db.Files, err = srv.FileList(ctx, en.ext.devices); err != nil {
+					return nil, e.errorf("backup %s of %s: %w", en.name(), db, err)
+				}
+				if fl, err := tsql.FileListOnly(en.ext.devices); err == nil {
+					note("backups taken outside hartvault: read %s", fl)
+				}
+			}
 			if len(en.db.Files) == 0 {
-				return nil, e.errorf("backup %s of %s has no file list (RESTORE FILELISTONLY): it cannot be restored under another name", en.m.ID, db)
+				return nil, e.errorf("backup %s of %s has no file list (RESTORE FILELISTONLY): it cannot be restored under another name", en.name(), db)
 			}
 			files := en.db.Files
 			if i > 0 {
@@ -247,6 +267,14 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 	for _, a := range dp.actions {
 		switch a.kind {
 		case actRestore:
+			if x := a.entry.ext; x != nil {
+				r := a.entry.db.BackupSet
+				note("backup %s (%s, finished %s) was taken outside hartvault: SQL Server reads it from %s, position %d (found by %s)", x.ref, r.Type,
+					chain.FormatTime(r.Finish), strings.Join(x.devices.Paths, ", "), max(x.devices.Position, 1), x.from)
+				if x.devices.Medium == tsql.URL && !dp.inContainer(x.devices.Paths) {
+					note("the server needs a credential for that URL's container: hartvault sets one only for its repository's")
+				}
+			}
 			if len(a.stage) > 0 {
 				note("stage backup %s (%d file(s), %s) from the repository into %s", a.entry.m.ID, len(a.stage), engine.Bytes(fileBytes(a.stage)), e.src.LocalStagingDir)
 			}
@@ -269,7 +297,7 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 	p.Steps = steps
 	seen := map[string]bool{}
 	for _, en := range dp.entries {
-		if !seen[en.m.ID] {
+		if en.m != nil && !seen[en.m.ID] {
 			seen[en.m.ID] = true
 			p.Backups = append(p.Backups, en.m)
 		}
@@ -306,8 +334,9 @@ func fileBytes(st []staged) int64 {
 	return n
 }
 
-// chooseDatabase resolves --database: required when the source has several.
-func (e *Engine) chooseDatabase(name string, cat *catalog) (string, error) {
+// chooseDatabase resolves --database: required when the source has several. With
+// backup files given, a database that is not part of the source may be named.
+func (e *Engine) chooseDatabase(name string, cat *catalog, files bool) (string, error) {
 	known := e.knownDatabases(cat)
 	if name == "" {
 		if len(known) == 1 {
@@ -320,12 +349,18 @@ func (e *Engine) chooseDatabase(name string, cat *catalog) (string, error) {
 			return k, nil
 		}
 	}
+	if files {
+		return name, nil
+	}
 	return "", e.errorf("database %s is not part of this source (its databases: %s)", name, strings.Join(known, ", "))
 }
 
 // devicesFor names where SQL Server reads one backup: its URLs, or the staging paths
 // its files are copied to.
 func (e *Engine) devicesFor(en *entry, dp *dbPlan, step int) (tsql.Devices, []staged, error) {
+	if en.ext != nil {
+		return en.ext.devices, nil, nil // where the other tool wrote it
+	}
 	switch en.db.Mode {
 	case plan.MSSQLModeURL, plan.MSSQLModeStream:
 		if dp.fromURL(en) {
@@ -357,6 +392,19 @@ func (e *Engine) devicesFor(en *entry, dp *dbPlan, step int) (tsql.Devices, []st
 		return tsql.ToDisk(devs...), st, nil
 	}
 	return tsql.Devices{}, nil, e.errorf("backup %s of %s has unknown mode %q", en.m.ID, en.db.Database, en.db.Mode)
+}
+
+// inContainer reports whether every URL lies in the repository's container.
+func (dp *dbPlan) inContainer(urls []string) bool {
+	if dp.container == "" || len(urls) == 0 {
+		return false
+	}
+	for _, u := range urls {
+		if !strings.HasPrefix(u, dp.container+"/") {
+			return false
+		}
+	}
+	return true
 }
 
 // fromURL reports whether SQL Server reads a backup from its blobs: a url-mode backup

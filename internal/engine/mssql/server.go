@@ -20,8 +20,10 @@ type Server interface {
 	// History returns msdb.dbo.backupset rows of full, differential and log backups of
 	// a database, oldest first, each with its devices (backupmediafamily).
 	History(ctx context.Context, q HistoryQuery) ([]chain.Record, error)
-	// FileList runs RESTORE FILELISTONLY.
+	// FileList runs RESTORE FILELISTONLY (of the backup set at from.Position).
 	FileList(ctx context.Context, from tsql.Devices) ([]tsql.DatabaseFile, error)
+	// HeaderOnly runs RESTORE HEADERONLY: every backup set on the media, in position order.
+	HeaderOnly(ctx context.Context, from tsql.Devices) ([]BackupHeader, error)
 	// Exec runs one statement (BACKUP and RESTORE run in autocommit, never in a
 	// transaction) and reports the percentages of message 3211 ("N percent processed",
 	// whatever the server's language) to progress, which may be nil.
@@ -80,4 +82,37 @@ type HistoryQuery struct {
 	AfterSetID int64
 	// Device returns only backup sets written to this device (a file or URL).
 	Device string
+	// Since returns only backup sets that finished at or after it (zero: all); msdb's
+	// local times are compared in the server's current UTC offset, so a daylight-saving
+	// change can move the edge by an hour: callers filter exactly on Record.Finish.
+	Since time.Time
+	// NewestOfType also returns the newest backup set of each type (full, diff, log),
+	// however old: the last one of a type is known even when it is older than Since.
+	NewestOfType bool
+}
+
+// BackupHeader is one row of RESTORE HEADERONLY: a backup set on the media.
+type BackupHeader struct {
+	// Position is the set's position on the media (FILE = n).
+	Position int
+	// Record holds what the header says of the set: type, LSNs, GUIDs, copy-only,
+	// checksums, sizes, server, description. HEADERONLY has no time zone: Start and
+	// Finish are the server's wall-clock times, in time.UTC until InZone places them.
+	Record chain.Record
+	// Skip says why the set cannot be part of a restore chain (a file, filegroup or
+	// partial backup; a password-protected set); "" for full, diff and log backups.
+	Skip string
+}
+
+// InZone places the header's wall-clock times in loc.
+func (h *BackupHeader) InZone(loc *time.Location) {
+	h.Record.Start, h.Record.Finish = wallIn(h.Record.Start, loc), wallIn(h.Record.Finish, loc)
+}
+
+// wallIn reads t's wall clock as a time in loc.
+func wallIn(t time.Time, loc *time.Location) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), loc)
 }

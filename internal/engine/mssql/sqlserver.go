@@ -58,6 +58,9 @@ func redactDSNError(err error) string {
 type sqlServer struct {
 	db   *sql.DB
 	conn *sql.Conn
+	// guidOrder is how the session returns uniqueidentifier bytes: 0 not known yet, 1
+	// SQL Server's order, 2 RFC 4122 order.
+	guidOrder int
 }
 
 func (s *sqlServer) Close() error {
@@ -116,6 +119,10 @@ WHERE d.name = @p1`, name).Scan(&d.State, &d.RecoveryModel, &d.ReadOnly, &d.User
 	return d, nil
 }
 
+// historyQuery reads msdb.dbo.backupset with its media families, one row per family
+// (stripe). Its columns are numbered by the h* constants. LSNs are converted to
+// strings on the server (they are numeric(25,0)); times are the server's local time
+// (style 126), with backupset.time_zone to place them.
 const historyQuery = `SELECT bs.backup_set_id, CONVERT(char(36), bs.backup_set_uuid), bs.database_name, bs.type,
   CONVERT(varchar(40), bs.first_lsn), CONVERT(varchar(40), bs.last_lsn), CONVERT(varchar(40), bs.checkpoint_lsn),
   CONVERT(varchar(40), bs.database_backup_lsn), CONVERT(varchar(40), bs.differential_base_lsn),
@@ -125,70 +132,129 @@ const historyQuery = `SELECT bs.backup_set_id, CONVERT(char(36), bs.backup_set_u
   CONVERT(varchar(23), bs.backup_start_date, 126), CONVERT(varchar(23), bs.backup_finish_date, 126), bs.time_zone,
   CAST(bs.backup_size AS bigint), CAST(ISNULL(bs.compressed_backup_size, bs.backup_size) AS bigint),
   bs.recovery_model, bs.server_name, bs.has_backup_checksums, bs.is_damaged, bs.key_algorithm,
-  mf.physical_device_name
+  mf.physical_device_name, mf.device_type, bs.description
 FROM msdb.dbo.backupset bs
 JOIN msdb.dbo.backupmediafamily mf ON mf.media_set_id = bs.media_set_id AND ISNULL(mf.mirror, 0) = 0
 WHERE bs.database_name = @p1 AND bs.type IN ('D', 'I', 'L') AND bs.backup_set_id > @p2
   AND (@p3 = N'' OR bs.media_set_id IN (SELECT m2.media_set_id FROM msdb.dbo.backupmediafamily m2 WHERE m2.physical_device_name = @p3))
+  AND (bs.backup_finish_date >= DATEADD(minute, DATEDIFF(minute, SYSUTCDATETIME(), SYSDATETIME()), CONVERT(datetime2(0), @p4, 126))
+    OR (@p5 = 1 AND bs.backup_set_id IN (SELECT MAX(b2.backup_set_id) FROM msdb.dbo.backupset b2
+      WHERE b2.database_name = @p1 AND b2.type IN ('D', 'I', 'L') GROUP BY b2.type)))
 ORDER BY bs.backup_set_id, mf.family_sequence_number`
 
+// The columns of historyQuery.
+const (
+	hSetID = iota
+	hSetGUID
+	hDatabase
+	hType
+	hFirstLSN
+	hLastLSN
+	hCheckpointLSN
+	hDatabaseBackupLSN
+	hDiffBaseLSN
+	hDiffBaseGUID
+	hForkPointLSN
+	hFirstForkGUID
+	hLastForkGUID
+	hDatabaseGUID
+	hFamilyGUID
+	hCopyOnly
+	hStart
+	hFinish
+	hTimeZone
+	hSize
+	hCompressedSize
+	hRecoveryModel
+	hServer
+	hChecksums
+	hDamaged
+	hKeyAlgorithm
+	hDevice
+	hDeviceType
+	hDescription
+	hColumns
+)
+
+// sinceParam is HistoryQuery.Since as historyQuery's @p4 (UTC, ISO 8601).
+func sinceParam(t time.Time) string {
+	if t.IsZero() {
+		return "1900-01-01T00:00:00"
+	}
+	return t.UTC().Format("2006-01-02T15:04:05")
+}
+
 func (s *sqlServer) History(ctx context.Context, q HistoryQuery) ([]chain.Record, error) {
-	rows, err := s.conn.QueryContext(ctx, historyQuery, q.Database, q.AfterSetID, q.Device)
+	newest := 0
+	if q.NewestOfType {
+		newest = 1
+	}
+	rows, err := s.conn.QueryContext(ctx, historyQuery, q.Database, q.AfterSetID, q.Device, sinceParam(q.Since), newest)
 	if err != nil {
 		return nil, fmt.Errorf("read msdb backup history of %s: %w", q.Database, err)
 	}
 	defer rows.Close()
-	var out []chain.Record
+	var raw [][]any
 	for rows.Next() {
-		var (
-			r                                                 chain.Record
-			typ, start, finish                                string
-			first, last, ckpt, dbBackup, diffBase, forkPoint  sql.NullString
-			diffGUID, firstFork, lastFork, dbGUID, familyGUID sql.NullString
-			zone                                              sql.NullInt64
-			compressed                                        sql.NullInt64
-			model, server, keyAlg                             sql.NullString
-			checksums, damaged                                sql.NullBool
-			device                                            string
-		)
-		if err := rows.Scan(&r.BackupSetID, &r.BackupSetGUID, &r.Database, &typ, &first, &last, &ckpt, &dbBackup, &diffBase,
-			&diffGUID, &forkPoint, &firstFork, &lastFork, &dbGUID, &familyGUID, &r.CopyOnly, &start, &finish, &zone,
-			&r.Size, &compressed, &model, &server, &checksums, &damaged, &keyAlg, &device); err != nil {
+		vals := make([]any, hColumns)
+		ptrs := make([]any, hColumns)
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
 			return nil, fmt.Errorf("read msdb backup history of %s: %w", q.Database, err)
 		}
-		if n := len(out); n > 0 && out[n-1].BackupSetID == r.BackupSetID {
+		raw = append(raw, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read msdb backup history of %s: %w", q.Database, err)
+	}
+	return parseHistory(raw)
+}
+
+// parseHistory turns rows of historyQuery, as go-mssqldb returns them (ints as int64,
+// strings, bits as bool, NULL as nil), into records: one per backup set, with the
+// devices of its families in order.
+func parseHistory(rows [][]any) ([]chain.Record, error) {
+	var out []chain.Record
+	for _, v := range rows {
+		if len(v) != hColumns {
+			return nil, fmt.Errorf("msdb backup history: %d columns, want %d", len(v), hColumns)
+		}
+		id := asInt(v[hSetID])
+		device := asString(v[hDevice])
+		if n := len(out); n > 0 && out[n-1].BackupSetID == id {
 			out[n-1].Devices = append(out[n-1].Devices, device)
 			continue
 		}
-		if r.Type, err = chain.TypeFromMSDB(typ); err != nil {
+		r := chain.Record{BackupSetID: id, BackupSetGUID: strings.TrimSpace(asString(v[hSetGUID])), Database: asString(v[hDatabase]),
+			CopyOnly: asBool(v[hCopyOnly]), Size: asInt(v[hSize]), CompressedSize: asInt(v[hCompressedSize]),
+			DifferentialBaseGUID: strings.TrimSpace(asString(v[hDiffBaseGUID])), FirstForkGUID: strings.TrimSpace(asString(v[hFirstForkGUID])),
+			LastForkGUID: strings.TrimSpace(asString(v[hLastForkGUID])), DatabaseGUID: strings.TrimSpace(asString(v[hDatabaseGUID])),
+			FamilyGUID: strings.TrimSpace(asString(v[hFamilyGUID])), RecoveryModel: asString(v[hRecoveryModel]), ServerName: asString(v[hServer]),
+			Checksums: asBool(v[hChecksums]), Damaged: asBool(v[hDamaged]), KeyAlgorithm: asString(v[hKeyAlgorithm]),
+			Devices: []string{device}, DeviceType: int(asInt(v[hDeviceType])), Description: asString(v[hDescription])}
+		var err error
+		if r.Type, err = chain.TypeFromMSDB(asString(v[hType])); err != nil {
 			return nil, err
 		}
 		for _, p := range []struct {
 			dst *chain.LSN
-			src sql.NullString
-		}{{&r.FirstLSN, first}, {&r.LastLSN, last}, {&r.CheckpointLSN, ckpt}, {&r.DatabaseBackupLSN, dbBackup}, {&r.DifferentialBaseLSN, diffBase}, {&r.ForkPointLSN, forkPoint}} {
-			if *p.dst, err = chain.ParseLSN(p.src.String); err != nil {
-				return nil, fmt.Errorf("msdb backup set %d: %w", r.BackupSetID, err)
+			col int
+		}{{&r.FirstLSN, hFirstLSN}, {&r.LastLSN, hLastLSN}, {&r.CheckpointLSN, hCheckpointLSN}, {&r.DatabaseBackupLSN, hDatabaseBackupLSN},
+			{&r.DifferentialBaseLSN, hDiffBaseLSN}, {&r.ForkPointLSN, hForkPointLSN}} {
+			if *p.dst, err = asLSN(v[p.col]); err != nil {
+				return nil, fmt.Errorf("msdb backup set %d: %w", id, err)
 			}
 		}
-		r.BackupSetGUID = strings.TrimSpace(r.BackupSetGUID)
-		r.DifferentialBaseGUID, r.FirstForkGUID, r.LastForkGUID = strings.TrimSpace(diffGUID.String), strings.TrimSpace(firstFork.String), strings.TrimSpace(lastFork.String)
-		r.DatabaseGUID, r.FamilyGUID = strings.TrimSpace(dbGUID.String), strings.TrimSpace(familyGUID.String)
-		r.CompressedSize = compressed.Int64
-		r.RecoveryModel, r.ServerName, r.KeyAlgorithm = model.String, server.String, keyAlg.String
-		r.Checksums, r.Damaged = checksums.Bool, damaged.Bool
-		loc := zoneOf(zone)
-		if r.Start, err = parseServerTime(start, loc); err != nil {
-			return nil, fmt.Errorf("msdb backup set %d: %w", r.BackupSetID, err)
+		loc := zoneOf(sql.NullInt64{Int64: asInt(v[hTimeZone]), Valid: v[hTimeZone] != nil})
+		if r.Start, err = parseServerTime(asString(v[hStart]), loc); err != nil {
+			return nil, fmt.Errorf("msdb backup set %d: %w", id, err)
 		}
-		if r.Finish, err = parseServerTime(finish, loc); err != nil {
-			return nil, fmt.Errorf("msdb backup set %d: %w", r.BackupSetID, err)
+		if r.Finish, err = parseServerTime(asString(v[hFinish]), loc); err != nil {
+			return nil, fmt.Errorf("msdb backup set %d: %w", id, err)
 		}
-		r.Devices = []string{device}
 		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read msdb backup history of %s: %w", q.Database, err)
 	}
 	return out, nil
 }
@@ -255,6 +321,214 @@ func (s *sqlServer) FileList(ctx context.Context, from tsql.Devices) ([]tsql.Dat
 	return out, rows.Err()
 }
 
+func (s *sqlServer) HeaderOnly(ctx context.Context, from tsql.Devices) ([]BackupHeader, error) {
+	stmt, err := tsql.HeaderOnly(from)
+	if err != nil {
+		return nil, err
+	}
+	bigEndian, err := s.guidsBigEndian(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.conn.QueryContext(ctx, stmt)
+	if err != nil {
+		return nil, fmt.Errorf("RESTORE HEADERONLY: %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var raw [][]any
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("RESTORE HEADERONLY: %w", err)
+		}
+		raw = append(raw, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("RESTORE HEADERONLY: %w", err)
+	}
+	return parseHeaderOnly(cols, raw, bigEndian)
+}
+
+// guidsBigEndian finds how the session returns uniqueidentifier columns, which
+// HEADERONLY cannot convert on the server: in SQL Server's byte order (the default),
+// or in RFC 4122 order when the DSN asks go-mssqldb for GUID conversion.
+func (s *sqlServer) guidsBigEndian(ctx context.Context) (bool, error) {
+	if s.guidOrder != 0 {
+		return s.guidOrder == 2, nil
+	}
+	var b []byte
+	if err := s.conn.QueryRowContext(ctx, "SELECT CONVERT(uniqueidentifier, '00112233-4455-6677-8899-AABBCCDDEEFF')").Scan(&b); err != nil {
+		return false, fmt.Errorf("read a uniqueidentifier: %w", err)
+	}
+	switch {
+	case len(b) == 16 && b[0] == 0x33:
+		s.guidOrder = 1
+	case len(b) == 16 && b[0] == 0x00:
+		s.guidOrder = 2
+	default:
+		return false, fmt.Errorf("uniqueidentifier returned as %x", b)
+	}
+	return s.guidOrder == 2, nil
+}
+
+// parseHeaderOnly turns the rows of RESTORE HEADERONLY, as go-mssqldb returns them,
+// into headers. Columns are found by name (they vary between versions); LSNs and
+// BackupSize are numeric(25,0) and numeric(20,0), which arrive as decimal text
+// ([]byte); GUIDs are 16 bytes in SQL Server's order (bigEndian false) or RFC 4122
+// order; datetimes are the server's wall clock.
+func parseHeaderOnly(cols []string, rows [][]any, bigEndian bool) ([]BackupHeader, error) {
+	idx := map[string]int{}
+	for i, c := range cols {
+		idx[strings.ToLower(c)] = i
+	}
+	for _, need := range []string{"backuptype", "position", "databasename", "firstlsn", "lastlsn", "checkpointlsn", "databasebackuplsn",
+		"backupstartdate", "backupfinishdate", "bindingid", "recoveryforkid", "backupsetguid"} {
+		if _, ok := idx[need]; !ok {
+			return nil, fmt.Errorf("RESTORE HEADERONLY: no column %s", need)
+		}
+	}
+	var out []BackupHeader
+	for n, v := range rows {
+		get := func(name string) any {
+			if i, ok := idx[name]; ok && i < len(v) {
+				return v[i]
+			}
+			return nil
+		}
+		guid := func(name string) (string, error) { return guidString(get(name), bigEndian) }
+		h := BackupHeader{Position: int(asInt(get("position")))}
+		r := &h.Record
+		r.Database, r.ServerName, r.Description = asString(get("databasename")), asString(get("servername")), asString(get("backupdescription"))
+		r.RecoveryModel, r.KeyAlgorithm = asString(get("recoverymodel")), asString(get("keyalgorithm"))
+		r.CopyOnly, r.Checksums, r.Damaged = asBool(get("iscopyonly")), asBool(get("hasbackupchecksums")), asBool(get("isdamaged"))
+		r.Size, r.CompressedSize = asInt(get("backupsize")), asInt(get("compressedbackupsize"))
+		if r.CompressedSize == 0 {
+			r.CompressedSize = r.Size
+		}
+		r.DeviceType = int(asInt(get("devicetype")))
+		switch bt := asInt(get("backuptype")); bt {
+		case 1:
+			r.Type = chain.Full
+		case 5:
+			r.Type = chain.Diff
+		case 2:
+			r.Type = chain.Log
+		default:
+			what := map[int64]string{4: "a file or filegroup backup", 6: "a file differential backup", 7: "a partial backup", 8: "a partial differential backup"}[bt]
+			if what == "" {
+				what = fmt.Sprintf("backup type %d", bt)
+			}
+			h.Skip = what + ", which a database restore chain does not use"
+		}
+		if asString(get("backupname")) == "*** Password Protected ***" || get("backupsetguid") == nil && get("firstlsn") == nil {
+			h.Skip = "a password-protected backup set (RESTORE HEADERONLY shows nothing of it)"
+		}
+		if h.Skip != "" {
+			out = append(out, h)
+			continue
+		}
+		var err error
+		for _, p := range []struct {
+			dst *string
+			col string
+		}{{&r.BackupSetGUID, "backupsetguid"}, {&r.DatabaseGUID, "bindingid"}, {&r.LastForkGUID, "recoveryforkid"}, {&r.FirstForkGUID, "firstrecoveryforkid"},
+			{&r.FamilyGUID, "familyguid"}, {&r.DifferentialBaseGUID, "differentialbaseguid"}} {
+			if *p.dst, err = guid(p.col); err != nil {
+				return nil, fmt.Errorf("RESTORE HEADERONLY row %d: %s: %w", n+1, p.col, err)
+			}
+		}
+		if r.FirstForkGUID == "" {
+			r.FirstForkGUID = r.LastForkGUID // data backups: FirstRecoveryForkID equals RecoveryForkID
+		}
+		for _, p := range []struct {
+			dst *chain.LSN
+			col string
+		}{{&r.FirstLSN, "firstlsn"}, {&r.LastLSN, "lastlsn"}, {&r.CheckpointLSN, "checkpointlsn"}, {&r.DatabaseBackupLSN, "databasebackuplsn"},
+			{&r.DifferentialBaseLSN, "differentialbaselsn"}, {&r.ForkPointLSN, "forkpointlsn"}} {
+			if *p.dst, err = asLSN(get(p.col)); err != nil {
+				return nil, fmt.Errorf("RESTORE HEADERONLY row %d: %s: %w", n+1, p.col, err)
+			}
+		}
+		if r.Start, err = asWallTime(get("backupstartdate")); err != nil {
+			return nil, fmt.Errorf("RESTORE HEADERONLY row %d: BackupStartDate: %w", n+1, err)
+		}
+		if r.Finish, err = asWallTime(get("backupfinishdate")); err != nil {
+			return nil, fmt.Errorf("RESTORE HEADERONLY row %d: BackupFinishDate: %w", n+1, err)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// guidString formats a uniqueidentifier as CONVERT(char(36), ...) does.
+func guidString(v any, bigEndian bool) (string, error) {
+	switch x := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return strings.ToUpper(strings.TrimSpace(x)), nil
+	case []byte:
+		if len(x) != 16 {
+			return "", fmt.Errorf("a uniqueidentifier of %d bytes", len(x))
+		}
+		b := append([]byte(nil), x...)
+		if !bigEndian {
+			b[0], b[1], b[2], b[3] = b[3], b[2], b[1], b[0]
+			b[4], b[5] = b[5], b[4]
+			b[6], b[7] = b[7], b[6]
+		}
+		return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
+	}
+	return "", fmt.Errorf("a uniqueidentifier of type %T", v)
+}
+
+// asLSN reads a numeric(25,0) LSN: decimal text ([]byte from go-mssqldb, or a string
+// when converted on the server); NULL is the absent LSN.
+func asLSN(v any) (chain.LSN, error) {
+	s := strings.TrimSpace(asString(v))
+	if i := strings.IndexByte(s, '.'); i >= 0 && strings.Trim(s[i+1:], "0") == "" {
+		s = s[:i] // "123.0": a scale the server did not need
+	}
+	return chain.ParseLSN(s)
+}
+
+// asWallTime reads a datetime column as its wall clock, in time.UTC.
+func asWallTime(v any) (time.Time, error) {
+	switch x := v.(type) {
+	case time.Time:
+		return wallIn(x, time.UTC), nil
+	case string:
+		return parseServerTime(x, time.UTC)
+	case []byte:
+		return parseServerTime(string(x), time.UTC)
+	case nil:
+		return time.Time{}, errors.New("NULL")
+	}
+	return time.Time{}, fmt.Errorf("a time of type %T", v)
+}
+
+func asBool(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return x
+	case int64:
+		return x != 0
+	case []byte:
+		return string(x) == "1" || strings.EqualFold(string(x), "true")
+	case string:
+		return x == "1" || strings.EqualFold(x, "true")
+	}
+	return false
+}
+
 func asString(v any) string {
 	switch x := v.(type) {
 	case string:
@@ -273,14 +547,31 @@ func asInt(v any) int64 {
 		return x
 	case int32:
 		return int64(x)
+	case int16:
+		return int64(x)
+	case uint8:
+		return int64(x)
+	case bool:
+		if x {
+			return 1
+		}
+		return 0
 	case []byte:
-		n, _ := strconv.ParseInt(string(x), 10, 64)
-		return n
+		return parseIntText(string(x))
 	case string:
-		n, _ := strconv.ParseInt(x, 10, 64)
-		return n
+		return parseIntText(x)
 	}
 	return 0
+}
+
+// parseIntText reads decimal text, with a zero fraction a numeric(20,0) may carry.
+func parseIntText(s string) int64 {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '.'); i >= 0 && strings.Trim(s[i+1:], "0") == "" {
+		s = s[:i]
+	}
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
 }
 
 // numberRE finds the percentage in message 3211, whatever the language.

@@ -15,20 +15,11 @@ import (
 // the Bolt URI, else the plan's): a read query whose first value must be true;
 // :target is bound to at as $target.
 func (e *Engine) Check(ctx context.Context, req engine.RestoreRequest, query string, at time.Time) (bool, error) {
-	target, database := req.Target, req.Database
-	if target == "" {
-		target = e.src.URI
-	}
-	if database == "" {
-		database = e.src.Database
-	}
-	drv, err := e.connect(ctx, target)
+	sess, database, done, err := e.readSession(ctx, req.Target, req.Database)
 	if err != nil {
 		return false, err
 	}
-	defer drv.Close(context.WithoutCancel(ctx))
-	sess := drv.NewSession(ctx, neo4jdriver.SessionConfig{DatabaseName: database, AccessMode: neo4jdriver.AccessModeRead})
-	defer sess.Close(context.WithoutCancel(ctx))
+	defer done()
 	q := strings.ReplaceAll(query, ":target", "$target")
 	v, err := sess.ExecuteRead(ctx, func(tx neo4jdriver.ManagedTransaction) (any, error) {
 		r, err := tx.Run(ctx, q, map[string]any{"target": at.UTC()}) // Bolt rejects the zone "Local"
@@ -49,4 +40,25 @@ func (e *Engine) Check(ctx context.Context, req engine.RestoreRequest, query str
 		return false, fmt.Errorf("check %q returned %v, not true or false", query, v)
 	}
 	return ok, nil
+}
+
+// readSession opens a read session on a database (target and database default to
+// the plan's); done closes it and its driver.
+func (e *Engine) readSession(ctx context.Context, target, database string) (neo4jdriver.SessionWithContext, string, func(), error) {
+	if target == "" {
+		target = e.src.URI
+	}
+	if database == "" {
+		database = e.src.Database
+	}
+	drv, err := e.connect(ctx, target)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	sess := drv.NewSession(ctx, neo4jdriver.SessionConfig{DatabaseName: database, AccessMode: neo4jdriver.AccessModeRead})
+	done := func() {
+		sess.Close(context.WithoutCancel(ctx))
+		drv.Close(context.WithoutCancel(ctx))
+	}
+	return sess, database, done, nil
 }

@@ -24,19 +24,11 @@ type HealthResult struct {
 // the plan's uri) and database a name ("" for the plan's). The error is for a server that
 // cannot be reached; a failing query is reported in its result.
 func (e *Engine) Health(ctx context.Context, target, database string, queries []string) ([]HealthResult, error) {
-	if target == "" {
-		target = e.src.URI
-	}
-	if database == "" {
-		database = e.src.Database
-	}
-	drv, err := e.connect(ctx, target)
+	sess, _, done, err := e.readSession(ctx, target, database)
 	if err != nil {
 		return nil, err
 	}
-	defer drv.Close(context.WithoutCancel(ctx))
-	sess := drv.NewSession(ctx, neo4jdriver.SessionConfig{DatabaseName: database, AccessMode: neo4jdriver.AccessModeRead})
-	defer sess.Close(context.WithoutCancel(ctx))
+	defer done()
 	all := append([]string{"MATCH (n) RETURN count(n) AS nodes", "MATCH ()-[r]->() RETURN count(r) AS relationships"}, queries...)
 	out := make([]HealthResult, 0, len(all))
 	for _, q := range all {

@@ -76,21 +76,14 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 	if parent != nil {
 		spec.Parent = parent.ID
 	}
-	if req.Tag != "" {
-		if _, err := repo.Find(history, req.Tag); err == nil {
-			return nil, fmt.Errorf("tag %q is already used by a backup of %s", req.Tag, e.src.Name)
-		}
+	if err := engine.CheckTag(history, e.src.Name, req.Tag); err != nil {
+		return nil, err
 	}
 	b, err := req.Repo.BeginBackup(ctx, req.Lock, spec)
 	if err != nil {
 		return nil, err
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			b.Abort(context.WithoutCancel(ctx))
-		}
-	}()
+	defer b.Abort(context.WithoutCancel(ctx)) // a no-op once committed
 
 	label := "hartvault " + b.ID()
 	start, err := startBackup(ctx, conn, info.Version, label)
@@ -154,12 +147,7 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 	if err := b.SetEngine(bi); err != nil {
 		return nil, err
 	}
-	m, err := b.Commit(ctx)
-	if err != nil {
-		return nil, err
-	}
-	committed = true
-	return m, nil
+	return b.Commit(ctx)
 }
 
 // chunkSize is the piece of a big file one worker stores at a time in a full backup.

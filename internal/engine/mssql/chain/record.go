@@ -67,6 +67,13 @@ type Record struct {
 	// Devices are the backupmediafamily.physical_device_name of the media set: files or
 	// URLs, one per stripe.
 	Devices []string `json:"devices,omitempty"`
+	// DeviceType is backupmediafamily.device_type: 2 disk, 5 tape, 7 virtual device (a
+	// snapshot or third-party agent), 9 URL; 102, 105, 107, 109 the same through a
+	// backup device (sys.backup_devices); 0 unknown.
+	DeviceType int `json:"device_type,omitempty"`
+	// Description is backupset.description: hartvault writes "hartvault backup ID of
+	// source NAME", which tells its own backups (committed or not) from other tools'.
+	Description string `json:"description,omitempty"`
 }
 
 // Name is how messages refer to the record: its Ref, else its backup set id.

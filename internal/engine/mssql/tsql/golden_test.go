@@ -190,6 +190,14 @@ func TestGoldenRestore(t *testing.T) {
 	s, err = RestoreStatement(Restore{Database: "Hartonomous", Log: true, From: ToDisk(`D:\hartvault\staging\r1\Hartonomous.log.trn`), Recovery: true})
 	emit("last log to its end, with recovery", s, err)
 	emit("give the database back after a failed step", MultiUser("Hartonomous"), nil)
+	appended := ToDisk(`E:\Backup\Hartonomous_log.trn`)
+	appended.Position = 3
+	s, err = HeaderOnly(appended)
+	emit("headers of a file another tool appended backups to: every backup set, whatever the position", s, err)
+	s, err = FileListOnly(appended)
+	emit("files of its third backup set", s, err)
+	s, err = RestoreStatement(Restore{Database: "Hartonomous", Log: true, From: appended, Checksum: true, StopAt: stop, Stats: 10})
+	emit("its third backup set, a log", s, err)
 	emit("log backups need FULL recovery", SetRecoveryFull("Hartonomous"), nil)
 	golden(t, "restore.sql", b.String())
 
@@ -201,6 +209,9 @@ func TestGoldenRestore(t *testing.T) {
 	}
 	if _, err := RestoreStatement(Restore{From: full}); err == nil {
 		t.Error("restore without a database was accepted")
+	}
+	if _, err := FileListOnly(Devices{Medium: Disk, Paths: []string{"x"}, Position: -1}); err == nil {
+		t.Error("a negative position was accepted")
 	}
 }
 

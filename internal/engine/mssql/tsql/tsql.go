@@ -32,7 +32,13 @@ const (
 type Devices struct {
 	Medium Medium
 	Paths  []string
+	// Position is the backup set's position in the media set (FILE = n; 0 is 1): a file
+	// another tool appended several backups to holds them at positions 1, 2, ...
+	Position int
 }
+
+// fileOption is the FILE = n option of the backup set the devices name.
+func (d Devices) fileOption() string { return "FILE = " + strconv.Itoa(max(d.Position, 1)) }
 
 // ToURL and ToDisk build Devices.
 func ToURL(urls ...string) Devices   { return Devices{Medium: URL, Paths: urls} }
@@ -44,6 +50,9 @@ func (d Devices) check() error {
 	}
 	if len(d.Paths) == 0 {
 		return errors.New("no backup device")
+	}
+	if d.Position < 0 || d.Position > 32767 {
+		return fmt.Errorf("backup set position %d (FILE = 1..32767)", d.Position)
 	}
 	if len(d.Paths) > MaxStripes {
 		return fmt.Errorf("%d stripes: SQL Server takes at most %d devices", len(d.Paths), MaxStripes)
@@ -175,7 +184,7 @@ func VerifyOnly(from Devices, checksum bool, stats int) (string, error) {
 	if err := from.check(); err != nil {
 		return "", fmt.Errorf("verify: %w", err)
 	}
-	opts := []string{"FILE = 1"}
+	opts := []string{from.fileOption()}
 	if checksum {
 		opts = append(opts, "CHECKSUM")
 	}
@@ -190,10 +199,11 @@ func FileListOnly(from Devices) (string, error) {
 	if err := from.check(); err != nil {
 		return "", fmt.Errorf("file list: %w", err)
 	}
-	return "RESTORE FILELISTONLY FROM " + from.clause() + " WITH FILE = 1;", nil
+	return "RESTORE FILELISTONLY FROM " + from.clause() + " WITH " + from.fileOption() + ";", nil
 }
 
-// HeaderOnly writes RESTORE HEADERONLY: the backup set's LSNs when msdb has no history.
+// HeaderOnly writes RESTORE HEADERONLY: one row for every backup set of the media
+// (whatever from.Position says), with its LSNs, when msdb has no history.
 func HeaderOnly(from Devices) (string, error) {
 	if err := from.check(); err != nil {
 		return "", fmt.Errorf("header: %w", err)
@@ -241,7 +251,7 @@ func RestoreStatement(r Restore) (string, error) {
 	} else if !r.StopAt.IsZero() {
 		return "", fmt.Errorf("restore of %s: STOPAT belongs on RESTORE LOG", r.Database)
 	}
-	opts := []string{"FILE = 1"}
+	opts := []string{r.From.fileOption()}
 	for _, m := range r.Moves {
 		if m.LogicalName == "" || m.To == "" {
 			return "", fmt.Errorf("restore of %s: MOVE needs a logical file name and a path", r.Database)

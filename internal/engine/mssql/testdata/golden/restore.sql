@@ -24,5 +24,11 @@ RESTORE DATABASE [Hartonomous] FROM DISK = N'D:\hartvault\staging\r1\Hartonomous
 RESTORE LOG [Hartonomous] FROM DISK = N'D:\hartvault\staging\r1\Hartonomous.log.trn' WITH FILE = 1, RECOVERY;
 -- give the database back after a failed step
 ALTER DATABASE [Hartonomous] SET MULTI_USER;
+-- headers of a file another tool appended backups to: every backup set, whatever the position
+RESTORE HEADERONLY FROM DISK = N'E:\Backup\Hartonomous_log.trn';
+-- files of its third backup set
+RESTORE FILELISTONLY FROM DISK = N'E:\Backup\Hartonomous_log.trn' WITH FILE = 3;
+-- its third backup set, a log
+RESTORE LOG [Hartonomous] FROM DISK = N'E:\Backup\Hartonomous_log.trn' WITH FILE = 3, CHECKSUM, NORECOVERY, STOPAT = N'2025-11-12T14:40:00.000', STATS = 10;
 -- log backups need FULL recovery
 ALTER DATABASE [Hartonomous] SET RECOVERY FULL;
