@@ -192,11 +192,13 @@ func TestKillMidBackup(t *testing.T) {
 			}
 			w := newWorld(t, b, planOpts{paths: []string{filepath.Join(src, "data")}, extraRepo: "  volume_size: 4MiB\n"})
 			w.ok("init")
+			spool := t.TempDir()
 			rng := rand.New(rand.NewPCG(42, 42))
 			committed := 0
 			for round, delay := range []time.Duration{0, 50 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond,
 				time.Duration(rng.IntN(1000)) * time.Millisecond, time.Duration(rng.IntN(2000)) * time.Millisecond} {
 				c := w.cmd("backup", "assemblies", "--force")
+				c.Env = append(c.Env, "TMPDIR="+spool) // where uploads to object stores are spooled
 				var out bytes.Buffer
 				c.Stdout = &out
 				if err := c.Start(); err != nil {
@@ -214,6 +216,10 @@ func TestKillMidBackup(t *testing.T) {
 					t.Fatalf("round %d (kill after %v): %d backups visible, want %d\n%s", round, delay, len(list), committed, out.String())
 				}
 				w.ok("verify")
+				// A killed upload leaves no spool file behind.
+				if des, _ := os.ReadDir(spool); len(des) > 0 {
+					t.Fatalf("round %d: the killed backup left %d files in its temp dir, %s first", round, len(des), des[0].Name())
+				}
 			}
 			// The next backup takes over the dead run's lock, cleans its leftovers, succeeds.
 			r := w.ok("backup", "assemblies", "--force")

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -302,7 +303,14 @@ func (s *Store) NewWriter(ctx context.Context, key string, opts PutOptions) (Obj
 	if err != nil {
 		return nil, fmt.Errorf("%s: put %q: spool file: %w", s.d, key, err)
 	}
-	return &spoolWriter{s: s, ctx: ctx, key: key, opts: opts, f: f}, nil
+	w := &spoolWriter{s: s, ctx: ctx, key: key, opts: opts, f: f}
+	// Unlinked at once where the system allows it (the open file stays readable): a
+	// process killed mid-upload then leaves no spool file behind. Windows cannot
+	// remove an open file; there it is removed on Commit or Abort.
+	if runtime.GOOS != "windows" && os.Remove(f.Name()) == nil {
+		w.unlinked = true
+	}
+	return w, nil
 }
 
 type spoolWriter struct {
@@ -314,6 +322,8 @@ type spoolWriter struct {
 	size int64
 	err  error
 	done bool
+	// unlinked: the spool file has no name left to remove.
+	unlinked bool
 }
 
 func (w *spoolWriter) Write(p []byte) (int, error) {
@@ -362,7 +372,9 @@ func (w *spoolWriter) Abort() error {
 
 func (w *spoolWriter) removeSpool() {
 	_ = w.f.Close()
-	_ = os.Remove(w.f.Name())
+	if !w.unlinked {
+		_ = os.Remove(w.f.Name())
+	}
 }
 
 // ReadAll reads the whole object, resuming after transient errors.
