@@ -282,25 +282,12 @@ func (s *sqlServer) FileList(ctx context.Context, from tsql.Devices) ([]tsql.Dat
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.conn.QueryContext(ctx, stmt)
-	if err != nil {
-		return nil, fmt.Errorf("RESTORE FILELISTONLY: %w", err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
+	cols, rows, err := s.queryAll(ctx, "RESTORE FILELISTONLY", stmt)
 	if err != nil {
 		return nil, err
 	}
-	var out []tsql.DatabaseFile
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("RESTORE FILELISTONLY: %w", err)
-		}
+	out := make([]tsql.DatabaseFile, 0, len(rows))
+	for _, vals := range rows {
 		var f tsql.DatabaseFile
 		for i, c := range cols {
 			switch strings.ToLower(c) {
@@ -318,7 +305,7 @@ func (s *sqlServer) FileList(ctx context.Context, from tsql.Devices) ([]tsql.Dat
 		}
 		out = append(out, f)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func (s *sqlServer) HeaderOnly(ctx context.Context, from tsql.Devices) ([]BackupHeader, error) {
@@ -330,16 +317,26 @@ func (s *sqlServer) HeaderOnly(ctx context.Context, from tsql.Devices) ([]Backup
 	if err != nil {
 		return nil, err
 	}
+	cols, rows, err := s.queryAll(ctx, "RESTORE HEADERONLY", stmt)
+	if err != nil {
+		return nil, err
+	}
+	return parseHeaderOnly(cols, rows, bigEndian)
+}
+
+// queryAll runs a statement whose columns vary between server versions (the RESTORE
+// ...ONLY forms) and returns its column names and every row as go-mssqldb scans it.
+func (s *sqlServer) queryAll(ctx context.Context, what, stmt string) ([]string, [][]any, error) {
 	rows, err := s.conn.QueryContext(ctx, stmt)
 	if err != nil {
-		return nil, fmt.Errorf("RESTORE HEADERONLY: %w", err)
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
-	var raw [][]any
+	var out [][]any
 	for rows.Next() {
 		vals := make([]any, len(cols))
 		ptrs := make([]any, len(cols))
@@ -347,14 +344,14 @@ func (s *sqlServer) HeaderOnly(ctx context.Context, from tsql.Devices) ([]Backup
 			ptrs[i] = &vals[i]
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("RESTORE HEADERONLY: %w", err)
+			return nil, nil, fmt.Errorf("%s: %w", what, err)
 		}
-		raw = append(raw, vals)
+		out = append(out, vals)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("RESTORE HEADERONLY: %w", err)
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return parseHeaderOnly(cols, raw, bigEndian)
+	return cols, out, nil
 }
 
 // guidsBigEndian finds how the session returns uniqueidentifier columns, which
