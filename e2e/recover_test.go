@@ -150,9 +150,18 @@ recovery:
 	if !strings.Contains(d.stdout, "passed; recovery time") {
 		t.Fatalf("drill:\n%s", d.stdout)
 	}
+	// The drill borrowed the recovery target's graph database and emptied it after.
+	res, err = neo4jdriver.ExecuteQuery(ctx, drDrv, "MATCH (n) RETURN count(n)", nil, neo4jdriver.EagerResultTransformer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := res.Records[0].Values[0]; n != int64(0) {
+		t.Fatalf("the drill left %v nodes in its scratch graph database", n)
+	}
 	// One whose check cannot hold fails, and is recorded too.
 	writePlan("    - source: pg\n      sql: \"SELECT false\"\n")
-	p.fails(1, "the drill failed", "drill")
+	fd := p.fails(1, "the drill failed", "drill")
+	t.Logf("passing drill:\n%s\nfailing drill:\n%s%s", d.stdout, fd.stdout, fd.stderr)
 
 	r, err := repo.Open(context.Background(), repo.Options{URL: p.url, Keys: repo.Keys{Passphrase: func() (string, error) { return "pg passphrase", nil }}})
 	if err != nil {
@@ -167,13 +176,16 @@ recovery:
 	}
 	// status shows the drills, the failed one as an alert, and the common window.
 	st := p.run("status")
-	for _, want := range []string{"all sources together (recover --to): any instant from", "last drill", "FAILED", "2 drills recorded"} {
+	if i := strings.Index(st.stdout, "Restorable:"); i >= 0 {
+		t.Logf("status:\n%s", st.stdout[i:])
+	}
+	for _, want := range []string{"all sources together (recover --to): any instant from", "last drill", `FAILED: check on pg "SELECT false": it did not hold`, "2 drills recorded"} {
 		if !strings.Contains(st.stdout, want) {
 			t.Fatalf("status lacks %q:\n%s", want, st.stdout)
 		}
 	}
 	chk := p.run("status", "--check")
-	if chk.code != 1 || !strings.Contains(chk.stderr, "drills drill failed") {
+	if chk.code != 1 || !strings.Contains(chk.stderr, "drills drill failed") || !strings.Contains(chk.stderr, `SELECT false`) {
 		t.Fatalf("status --check after a failed drill: exit %d\n%s", chk.code, chk.stderr)
 	}
 	// The scratch places are gone and nothing scratch archived into the repository.

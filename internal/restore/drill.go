@@ -151,6 +151,14 @@ func Drill(ctx context.Context, p *plan.Plan, r *repo.Repo, engines Engines, o D
 		if c.Err != nil {
 			dc.Error = c.Err.Error()
 		}
+		if !c.Passed && rec.Error == "" {
+			// The first failed check says why the drill failed (status, alerts).
+			why := "it did not hold"
+			if c.Err != nil {
+				why = c.Err.Error()
+			}
+			rec.Error = fmt.Sprintf("check on %s %q: %s", c.Check.Source, c.Check.Query(), why)
+		}
 		rec.Checks = append(rec.Checks, dc)
 	}
 	if err := r.RecordDrill(ctx, rec); err != nil {

@@ -1,6 +1,7 @@
 package neo4j
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	neo4jdriver "github.com/neo4j/neo4j-go-driver/v5/neo4j"
 
 	"github.com/hartonomous/hartvault/internal/engine"
+	"github.com/hartonomous/hartvault/internal/plan"
 )
 
 // Check runs a recovery or drill check on the database req names (req.Target as
@@ -45,6 +47,10 @@ func (e *Engine) Check(ctx context.Context, req engine.RestoreRequest, query str
 // readSession opens a read session on a database (target and database default to
 // the plan's); done closes it and its driver.
 func (e *Engine) readSession(ctx context.Context, target, database string) (neo4jdriver.SessionWithContext, string, func(), error) {
+	return e.session(ctx, target, database, neo4jdriver.AccessModeRead)
+}
+
+func (e *Engine) session(ctx context.Context, target, database string, mode neo4jdriver.AccessMode) (neo4jdriver.SessionWithContext, string, func(), error) {
 	if target == "" {
 		target = e.src.URI
 	}
@@ -55,10 +61,43 @@ func (e *Engine) readSession(ctx context.Context, target, database string) (neo4
 	if err != nil {
 		return nil, "", nil, err
 	}
-	sess := drv.NewSession(ctx, neo4jdriver.SessionConfig{DatabaseName: database, AccessMode: neo4jdriver.AccessModeRead})
+	sess := drv.NewSession(ctx, neo4jdriver.SessionConfig{DatabaseName: database, AccessMode: mode})
 	done := func() {
 		sess.Close(context.WithoutCancel(ctx))
 		drv.Close(context.WithoutCancel(ctx))
 	}
 	return sess, database, done, nil
+}
+
+var _ engine.Stopper = (*Engine)(nil)
+
+// StopRestored empties the database a drill loaded a logical backup into (the
+// recovery target the plan lends to drills), so that a drill leaves nothing behind.
+// The source's own database, and admin-mode restores (into the server's own store),
+// are never touched.
+func (e *Engine) StopRestored(ctx context.Context, req engine.RestoreRequest) error {
+	if e.src.Mode == plan.Neo4jModeAdmin {
+		return nil
+	}
+	target, database := cmp.Or(req.Target, e.src.URI), cmp.Or(req.Database, e.src.Database)
+	if target == e.src.URI && database == e.src.Database {
+		return nil
+	}
+	sess, _, done, err := e.session(ctx, target, database, neo4jdriver.AccessModeWrite)
+	if err != nil {
+		return err
+	}
+	defer done()
+	where := fmt.Sprintf("database %s at %s", database, redactURI(target))
+	st, err := databaseState(ctx, sess)
+	if err != nil {
+		return fmt.Errorf("clean up the drill's %s: %w", where, err)
+	}
+	if st.empty() {
+		return nil
+	}
+	if err := emptyDatabase(ctx, sess, st); err != nil {
+		return fmt.Errorf("clean up the drill's %s: %w", where, err)
+	}
+	return nil
 }
