@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,6 +150,50 @@ func TestIntegration(t *testing.T) {
 	if got := count(latest); got != final {
 		t.Errorf("latest: %d rows, want %d", got, final)
 	}
+
+	// Another tool's log backups, two appended to one file (NOINIT): status counts them
+	// from msdb, and a restore to a time inside the second reads both from the file msdb
+	// names, their positions found with RESTORE HEADERONLY.
+	other := serverJoin(server, db+"_other.trn")
+	insert(50)
+	exec("BACKUP LOG " + tsql.QuoteName(db) + " TO DISK = " + tsql.QuoteString(other) + " WITH NOINIT, CHECKSUM")
+	insert(50)
+	time.Sleep(1500 * time.Millisecond)
+	var inside time.Time
+	if err := sqldb.QueryRowContext(ctx, "SELECT SYSDATETIMEOFFSET()").Scan(&inside); err != nil {
+		t.Fatal(err)
+	}
+	atInside := count(db)
+	time.Sleep(1500 * time.Millisecond)
+	insert(50)
+	exec("BACKUP LOG " + tsql.QuoteName(db) + " TO DISK = " + tsql.QuoteString(other) + " WITH NOINIT, CHECKSUM")
+	known, err := r.Backups(ctx, src.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := eng.ExternalBackups(ctx, known, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ext) != 2 || ext[0].Type != "log" || ext[0].Devices[0] != other {
+		t.Errorf("external backups: %+v", ext)
+	}
+	outside := db + "_outside"
+	t.Cleanup(func() {
+		_, _ = sqldb.ExecContext(context.Background(), "IF DB_ID(@p1) IS NOT NULL BEGIN ALTER DATABASE "+tsql.QuoteName(outside)+" SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE "+tsql.QuoteName(outside)+"; END", outside)
+	})
+	restore(engine.RestoreRequest{Database: db, As: outside, To: engine.Target{Time: inside}})
+	if got := count(outside); got != atInside {
+		t.Errorf("through another tool's log backups: %d rows, want %d", got, atInside)
+	}
+}
+
+// serverJoin joins a file name to a directory as the server names it (Windows or not).
+func serverJoin(dir, name string) string {
+	if strings.Contains(dir, `\`) {
+		return strings.TrimRight(dir, `\`) + `\` + name
+	}
+	return strings.TrimRight(dir, "/") + "/" + name
 }
 
 func openLocalRepo(t *testing.T, ctx context.Context) *repo.Repo {
