@@ -84,6 +84,11 @@ type Config struct {
 	// (drills.every since the last); both nil: no drills.
 	Drill    func(ctx context.Context) error
 	DrillDue func(ctx context.Context, now time.Time) (bool, error)
+	// SyncLogs copies the continuous log (WAL archived between backups) to the
+	// replicas every SyncLogsEvery (1m), so they lag the primary by about that much,
+	// not by a backup interval; nil: only backups sync replicas.
+	SyncLogs      func(ctx context.Context) error
+	SyncLogsEvery time.Duration
 	// Status evaluates status and alerts (status.Compute); nil: no status, alerts or
 	// status-based metrics.
 	Status func(ctx context.Context) (*status.Report, error)
@@ -142,6 +147,7 @@ func New(cfg Config) (*Agent, error) {
 	def(&cfg.RetryMax, time.Hour)
 	def(&cfg.LockedRetry, time.Minute)
 	def(&cfg.StreamRestart, 5*time.Second)
+	def(&cfg.SyncLogsEvery, time.Minute)
 	es, cont, err := entries(cfg.Plan)
 	if err != nil {
 		return nil, err
@@ -189,6 +195,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Drill != nil && a.cfg.DrillDue != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.drillLoop(ctx) }()
+	}
+	if a.cfg.SyncLogs != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.syncLogsLoop(ctx) }()
 	}
 	a.log.Info("agent: started", "sources", len(a.cfg.Plan.Sources), "schedules", len(a.entries), "streams", len(a.continuous), "zone", a.loc.String())
 	a.schedule(ctx)
@@ -596,6 +606,15 @@ func repoError(err error) string {
 // drillLoop runs a restore drill whenever one is due (checked at start and every
 // hour): the seed's quarterly restore test, without a person to remember it. Its
 // outcome is recorded by the drill; a failed or overdue drill is a status alert.
+// syncLogsLoop copies the log to the replicas every SyncLogsEvery.
+func (a *Agent) syncLogsLoop(ctx context.Context) {
+	for sleep(a.cfg.Clock, a.cfg.SyncLogsEvery, ctx.Done()) {
+		if err := a.cfg.SyncLogs(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("agent: copy the log to the replicas (next run tries again)", "err", err)
+		}
+	}
+}
+
 func (a *Agent) drillLoop(ctx context.Context) {
 	for {
 		due, err := a.cfg.DrillDue(ctx, a.cfg.Clock.Now())

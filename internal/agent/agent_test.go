@@ -880,3 +880,47 @@ func TestAlertsCarriedAcrossRestart(t *testing.T) {
 	}
 	h.shutdown()
 }
+
+// The log goes to the replicas every SyncLogsEvery, a failure is retried at the next
+// tick, and the loop ends with the agent.
+func TestLogSyncedToReplicasEveryMinute(t *testing.T) {
+	p := &plan.Plan{Sources: []plan.Source{{Name: "pg", Kind: plan.KindPostgres}}}
+	start := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	var at []time.Time
+	var h *harness
+	h = newHarness(t, p, start, func(c *Config) {
+		c.OnWait = nil
+		c.SyncLogs = func(ctx context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			at = append(at, h.clk.Now())
+			if len(at) == 2 {
+				return fmt.Errorf("replica unreachable")
+			}
+			return nil
+		}
+	})
+	h.start()
+	for i := 0; i < 3; i++ {
+		// the scheduler's day-long timer and the sync loop's
+		h.clk.Set(h.clk.waitTimers(t, 2))
+		for {
+			mu.Lock()
+			n := len(at)
+			mu.Unlock()
+			if n == i+1 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	h.shutdown()
+	mu.Lock()
+	defer mu.Unlock()
+	for i, tm := range at {
+		if want := start.Add(time.Duration(i+1) * time.Minute); !tm.Equal(want) {
+			t.Fatalf("sync %d at %v, want %v (every minute, a failure included)", i+1, tm, want)
+		}
+	}
+}

@@ -70,6 +70,20 @@ waits for them and exits 0.`,
 			if p.Agent.Prune == nil || *p.Agent.Prune {
 				pruner = func(ctx context.Context, source string) error { return a.agentPrune(ctx, p, r, source, log) }
 			}
+			var syncLogs func(ctx context.Context) error
+			if len(p.Repository.Replicas) > 0 && hasKind(p, plan.KindPostgres) {
+				syncLogs = func(ctx context.Context) error {
+					var errs []error
+					for _, rep := range r.SyncReplicaLogs(ctx, "") {
+						if rep.Err != nil {
+							errs = append(errs, fmt.Errorf("replica %s: %w", rep.URL, rep.Err))
+						} else if len(rep.Copied) > 0 {
+							log.Debug("agent: log copied to replica", "replica", rep.URL, "objects", len(rep.Copied))
+						}
+					}
+					return errors.Join(errs...)
+				}
+			}
 			ag, err := agent.New(agent.Config{
 				Plan:   p,
 				Clock:  agent.ClockFunc(a.now),
@@ -78,8 +92,9 @@ waits for them and exits 0.`,
 				LastBackup: func(ctx context.Context, source, typ string) (time.Time, error) {
 					return newestStart(ctx, r, source, typ)
 				},
-				Stream: func(ctx context.Context, source string) error { return a.agentStream(ctx, p, r, source, log) },
-				Pruner: pruner,
+				Stream:   func(ctx context.Context, source string) error { return a.agentStream(ctx, p, r, source, log) },
+				Pruner:   pruner,
+				SyncLogs: syncLogs,
 				Drill: func(ctx context.Context) error {
 					engines := func(name string) (engine.Engine, error) { return engineFor(p, name) }
 					rec, err := restore.Drill(ctx, p, r, engines, restore.DrillOptions{Now: a.now, Log: log})
@@ -183,6 +198,21 @@ func (a *app) agentPrune(ctx context.Context, p *plan.Plan, r *repo.Repo, source
 	if backups, objects, bytes := res.Totals(); backups > 0 || objects > 0 {
 		log.Info("retention: pruned", "source", source, "backups", backups, "objects", objects, "bytes", bytes)
 	}
+	// Each replica by the same rules over what it holds (see prune).
+	for _, url := range p.Repository.Replicas {
+		rr, err := a.openReplica(ctx, p, url)
+		if err == nil {
+			res, err = retention.PruneSource(ctx, rr, *src, eng, a.now(), false)
+			rr.Close()
+		}
+		if err != nil {
+			log.Warn("retention: replica not pruned (next run tries again)", "source", source, "replica", url, "err", repo.ScrubError(err.Error()))
+			continue
+		}
+		if backups, objects, bytes := res.Totals(); backups > 0 || objects > 0 {
+			log.Info("retention: pruned replica", "source", source, "replica", url, "backups", backups, "objects", objects, "bytes", bytes)
+		}
+	}
 	return nil
 }
 
@@ -222,4 +252,14 @@ func agentStateName() string {
 		}
 		return '_'
 	}, host)
+}
+
+// hasKind reports whether the plan has a source of kind.
+func hasKind(p *plan.Plan, kind string) bool {
+	for _, s := range p.Sources {
+		if s.Kind == kind {
+			return true
+		}
+	}
+	return false
 }

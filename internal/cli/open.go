@@ -101,7 +101,7 @@ func (a *app) openForReading(ctx context.Context, replica string) (*plan.Plan, *
 		if err != nil {
 			return nil, nil, err
 		}
-		opts.URL = url
+		opts.URL, opts.Replicas, opts.AsReplica = url, nil, true
 		r, err := repo.Open(ctx, opts)
 		return p, r, err
 	}
@@ -111,12 +111,19 @@ func (a *app) openForReading(ctx context.Context, replica string) (*plan.Plan, *
 	}
 	for _, url := range p.Repository.Replicas {
 		fmt.Fprintf(a.env.Stderr, "hartvault: warning: primary repository unavailable (%s): reading from replica %s\n", oneLine(primaryErr.Error()), url)
-		opts.URL = url
+		opts.URL, opts.Replicas, opts.AsReplica = url, nil, true
 		if r, err := repo.Open(ctx, opts); err == nil {
 			return p, r, nil
 		}
 	}
 	return p, nil, primaryErr
+}
+
+// openReplica opens a replica of the plan's repository as a repository of its own.
+func (a *app) openReplica(ctx context.Context, p *plan.Plan, url string) (*repo.Repo, error) {
+	opts := a.repoOptions(p)
+	opts.URL, opts.Replicas, opts.AsReplica = url, nil, true
+	return repo.Open(ctx, opts)
 }
 
 // fallbackWorthy tells storage trouble (worth trying a replica) from mistakes a

@@ -5,7 +5,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hartonomous/hartvault/internal/engine"
 	"github.com/hartonomous/hartvault/internal/plan"
+	"github.com/hartonomous/hartvault/internal/repo"
 	"github.com/hartonomous/hartvault/internal/retention"
 )
 
@@ -21,7 +23,8 @@ Retention is chain-aware: a full stays while a kept diff needs it; everything ne
 restore to any instant of the longest rule's window stays (the newest full before the
 window's start too, and the WAL from the oldest kept backup on); the newest full of each
 cluster is never deleted; forever (or no rule) keeps everything. Backups are ordered by
-finish time. --dry-run deletes nothing.`,
+finish time. Each replica is then pruned by the same rules over the backups and WAL it
+holds. --dry-run deletes nothing.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -42,7 +45,8 @@ finish time. --dry-run deletes nothing.`,
 				sources = p.Sources
 			}
 			now := a.now()
-			for i, src := range sources {
+			engines := map[string]engine.Engine{}
+			for _, src := range sources {
 				eng, err := engineFor(p, src.Name)
 				if err != nil {
 					eng = nil
@@ -50,19 +54,50 @@ finish time. --dry-run deletes nothing.`,
 					// rules and their chains, without an engine's log or lineage.
 					fmt.Fprintf(a.env.Stderr, "hartvault: warning: %s: %s\n", src.Name, oneLine(err.Error()))
 				}
-				if i > 0 {
-					fmt.Fprintln(a.env.Stdout)
-				}
-				res, err := retention.PruneSource(ctx, r, src, eng, now, dryRun)
-				// On failure, what was already deleted is still worth seeing.
-				if err == nil || len(res.Deleted) > 0 || len(res.Logs) > 0 {
-					if werr := res.Write(a.env.Stdout); werr != nil && err == nil {
-						err = werr
+				engines[src.Name] = eng
+			}
+			first := true
+			pruneIn := func(r *repo.Repo, where string) error {
+				for _, src := range sources {
+					if !first {
+						fmt.Fprintln(a.env.Stdout)
+					}
+					first = false
+					if where != "" {
+						fmt.Fprintf(a.env.Stdout, "%s:\n", where)
+					}
+					res, err := retention.PruneSource(ctx, r, src, engines[src.Name], now, dryRun)
+					// On failure, what was already deleted is still worth seeing.
+					if err == nil || len(res.Deleted) > 0 || len(res.Logs) > 0 {
+						if werr := res.Write(a.env.Stdout); werr != nil && err == nil {
+							err = werr
+						}
+					}
+					if err != nil {
+						return fmt.Errorf("prune %s: %w", src.Name, err)
 					}
 				}
-				if err != nil {
-					return fmt.Errorf("prune %s: %w", src.Name, err)
+				return nil
+			}
+			if err := pruneIn(r, ""); err != nil {
+				return err
+			}
+			// Each replica is pruned by the same rules over what it holds itself, so a
+			// primary that lost its backups never makes a replica lose them too.
+			var failed []string
+			for _, url := range p.Repository.Replicas {
+				rr, err := a.openReplica(ctx, p, url)
+				if err == nil {
+					err = pruneIn(rr, "replica "+url)
+					rr.Close()
 				}
+				if err != nil {
+					fmt.Fprintf(a.env.Stderr, "hartvault: replica %s: %s\n", url, oneLine(err.Error()))
+					failed = append(failed, url)
+				}
+			}
+			if len(failed) > 0 {
+				return exitError{code: ExitFailed, msg: fmt.Sprintf("prune: %d of %d replicas could not be pruned (the primary was)", len(failed), len(p.Repository.Replicas))}
 			}
 			return nil
 		},

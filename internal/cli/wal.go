@@ -43,24 +43,31 @@ encryption needs only the repository's public key.`,
 }
 
 func (a *app) walFetchCommand() *cobra.Command {
-	return &cobra.Command{
+	var fromReplica string
+	cmd := &cobra.Command{
 		Use:   "wal-fetch SOURCE FILE DEST",
 		Short: "Fetch one archived WAL file (PostgreSQL restore_command)",
 		Long: `Writes an archived WAL file to DEST, for use as
 	restore_command = 'hartvault --config /etc/hartvault.yaml wal-fetch SOURCE %f %p'
 It exits 1 when the file is not in the archive, which recovery takes as the end of the
-archived WAL. Segments that follow are fetched ahead in parallel.`,
+archived WAL. Segments that follow are fetched ahead in parallel. When the primary
+repository cannot be reached it reads from the replicas (a restore from a replica
+writes --from-replica into restore_command).`,
 		Args: cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if postgres.TakePrefetched(args[1], args[2]) {
 				return nil
 			}
 			ctx := cmd.Context()
-			eng, r, err := a.openPostgres(ctx, args[0])
+			p, r, err := a.openForReading(ctx, fromReplica)
 			if err != nil {
 				return err
 			}
 			defer r.Close()
+			eng, err := postgresEngine(p, args[0])
+			if err != nil {
+				return err
+			}
 			if err := eng.WALFetch(ctx, r, args[1], args[2]); err != nil {
 				if postgres.IsNotArchived(err) {
 					return exitError{code: ExitFailed, msg: fmt.Sprintf("wal-fetch: %s is not in the archive of %s", args[1], args[0])}
@@ -70,6 +77,8 @@ archived WAL. Segments that follow are fetched ahead in parallel.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&fromReplica, "from-replica", "", "read from this replica (URL, number or name)")
+	return cmd
 }
 
 func (a *app) walStreamCommand() *cobra.Command {

@@ -352,6 +352,9 @@ func (r *Repo) deletePrefix(ctx context.Context, st *storage.Store, prefix strin
 // CleanLeftovers removes data of backups of source that never committed (a crash or
 // kill mid-backup). The caller holds the source's lock, so no run is writing them.
 func (r *Repo) CleanLeftovers(ctx context.Context, source string, keep string) (removed []string, err error) {
+	if r.opts.AsReplica {
+		return nil, nil
+	}
 	committed := map[string]bool{}
 	if err := r.store.List(ctx, "backups/"+source+"/", func(o storage.ObjectInfo) error {
 		if _, id, ok := parseManifestKey(o.Key); ok {

@@ -95,6 +95,10 @@ type Options struct {
 	ToolVersion string
 	// Storage overrides how storage is opened (tests inject fault wrappers).
 	OpenStore func(ctx context.Context, url string) (*storage.Store, error)
+	// AsReplica opens a replica of another repository as a repository of its own
+	// (retention prunes each replica by the same rules). Data without a manifest is
+	// then not a leftover: it may be a backup the primary is copying there now.
+	AsReplica bool
 	// WorkFactor is the scrypt cost (log2) Init wraps a new key with; 0 means
 	// stream.DefaultWorkFactor. Tests lower it.
 	WorkFactor int

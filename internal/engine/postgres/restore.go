@@ -35,6 +35,9 @@ type pgPlan struct {
 	mode     string
 	time     time.Time
 	timeline uint32 // recovery_target_timeline
+	// replica is the URL of the replica restored from ("" the plan's repository):
+	// recovery fetches its WAL from there too.
+	replica string
 }
 
 // window is what the WAL archive lets a chain of backups reach.
@@ -83,6 +86,9 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 		return nil, fmt.Errorf("%w: source %s has no backups", repo.ErrNoBackup, e.src.Name)
 	}
 	p := &pgPlan{}
+	if o := req.Repo.Options(); o.AsReplica {
+		p.replica = o.URL
+	}
 	switch {
 	case req.BackupID != "":
 		m, err := repo.Find(backups, req.BackupID)
@@ -214,7 +220,7 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 	case modeLatest:
 		rp.Steps = append(rp.Steps, "replay all archived WAL (to its end), then promote")
 	}
-	rp.Steps = append(rp.Steps, fmt.Sprintf("restore_command = '%s'", e.restoreCommand()))
+	rp.Steps = append(rp.Steps, fmt.Sprintf("restore_command = '%s'", e.restoreCommand(p)))
 	return rp, nil
 }
 
@@ -296,8 +302,12 @@ func (e *Engine) window(ctx context.Context, r *repo.Repo, m *repo.Manifest, inf
 // pgTime formats a time the way recovery_target_time reads it.
 func pgTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.999999") + "+00" }
 
-func (e *Engine) restoreCommand() string {
-	return fmt.Sprintf("%s --config %s wal-fetch %s %%f %%p", shellQuote(e.exe), shellQuote(e.config), e.src.Name)
+func (e *Engine) restoreCommand(p *pgPlan) string {
+	cmd := fmt.Sprintf("%s --config %s wal-fetch %s %%f %%p", shellQuote(e.exe), shellQuote(e.config), e.src.Name)
+	if p.replica != "" {
+		cmd += " --from-replica " + shellQuote(p.replica)
+	}
+	return cmd
 }
 
 func shellQuote(s string) string {
@@ -460,7 +470,7 @@ func (e *Engine) setupRecovery(dir string, p *pgPlan, port int, noArchive bool, 
 		}
 	}
 	lines := []string{"", fmt.Sprintf("# added by hartvault restore of %s backup %s", e.src.Name, p.target.ID),
-		fmt.Sprintf("restore_command = '%s'", strings.ReplaceAll(e.restoreCommand(), "'", "''"))}
+		fmt.Sprintf("restore_command = '%s'", strings.ReplaceAll(e.restoreCommand(p), "'", "''"))}
 	switch p.mode {
 	case modeImmediate:
 		lines = append(lines, "recovery_target = 'immediate'", "recovery_target_timeline = 'current'")
