@@ -33,16 +33,11 @@ holds. --dry-run deletes nothing.`,
 				return err
 			}
 			defer r.Close()
-			var sources []plan.Source
-			if len(args) == 1 {
-				src := p.Source(args[0])
-				if src == nil {
-					_, err := engineFor(p, args[0]) // names the plan's sources
-					return err
-				}
-				sources = append(sources, *src)
-			} else {
-				sources = p.Sources
+			sources := p.Sources
+			if src, err := sourceArg(p, args); err != nil {
+				return err
+			} else if src != nil {
+				sources = []plan.Source{*src}
 			}
 			now := a.now()
 			engines := map[string]engine.Engine{}
@@ -104,4 +99,18 @@ holds. --dry-run deletes nothing.`,
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be deleted, delete nothing")
 	return cmd
+}
+
+// sourceArg is the optional SOURCE argument: nil without one, an error naming the
+// plan's sources when it names none of them.
+func sourceArg(p *plan.Plan, args []string) (*plan.Source, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	src := p.Source(args[0])
+	if src == nil {
+		_, err := engineFor(p, args[0]) // names the plan's sources
+		return nil, err
+	}
+	return src, nil
 }

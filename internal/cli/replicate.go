@@ -25,12 +25,10 @@ up to date.`,
 			}
 			defer r.Close()
 			source := ""
-			if len(args) == 1 {
-				if p.Source(args[0]) == nil {
-					_, err := engineFor(p, args[0]) // names the plan's sources
-					return err
-				}
-				source = args[0]
+			if src, err := sourceArg(p, args); err != nil {
+				return err
+			} else if src != nil {
+				source = src.Name
 			}
 			if len(p.Repository.Replicas) == 0 {
 				return usagef("the plan's repository has no replicas")

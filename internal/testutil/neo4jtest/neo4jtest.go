@@ -145,7 +145,8 @@ func launch(tb testing.TB, flag, dir string) func() *Server {
 		tb.Fatalf("neo4j: %v", err)
 	}
 	s := &Server{tools: tools, exited: make(chan struct{}), out: &syncBuffer{}}
-	s.cmd = exec.Command(tools.Java, "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+	// Its own temp dir: the server writes log4j configs there that it never removes.
+	s.cmd = exec.Command(tools.Java, "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.io.tmpdir="+tb.TempDir(),
 		"-cp", tools.ClassPathWithLauncher(), Launcher, "serve", flag, dir)
 	s.cmd.Stderr = s.out
 	stdout, err := s.cmd.StdoutPipe()
