@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +70,36 @@ func TestTiersOnAzurite(t *testing.T) {
 	for _, k := range a.keys("data/assemblies/" + id + "/") {
 		if info, _ := ast.Stat(ctx, k); info.Tier != "hot" {
 			t.Fatalf("%s is in tier %q after rehydration, want hot", k, info.Tier)
+		}
+	}
+}
+
+// With replicas, objects bound for the archive tier are written to the default tier,
+// copied to every replica (checked there, then archived there), and only then moved to
+// the archive tier on the primary: an archived object cannot be read to copy it.
+func TestArchiveTierWithReplicas(t *testing.T) {
+	az := backends(t)[1]
+	assemblies, script := smallTree(t)
+	replica := fmt.Sprintf("azblob://hv-dr-%d", rand.Uint32())
+	w := newWorld(t, az, planOpts{paths: []string{assemblies, script},
+		extraRepo: "  tiers: { files: archive }\n  replicas: [\"" + replica + "\"]\n"})
+	w.ok("init")
+	id := w.ok("backup", "assemblies").lastLine()
+	if l := w.ok("list", "--replica", "1"); !strings.Contains(l.stdout, id) {
+		t.Fatalf("the replica lacks %s:\n%s", id, l.stdout)
+	}
+	ctx := context.Background()
+	rw := &world{t: t, url: replica, env: w.env}
+	for name, ww := range map[string]*world{"primary": w, "replica": rw} {
+		st := ww.openStore()
+		keys := ww.keys("data/assemblies/" + id + "/")
+		if len(keys) == 0 {
+			t.Fatalf("%s: no objects of %s", name, id)
+		}
+		for _, k := range keys {
+			if info, err := st.Stat(ctx, k); err != nil || info.Tier != "archive" {
+				t.Fatalf("%s: %s is in tier %q (%v), want archive", name, k, info.Tier, err)
+			}
 		}
 	}
 }

@@ -28,12 +28,52 @@ type ReplicaReport struct {
 // before is simply behind: this run catches it up.
 func (r *Repo) SyncReplicas(ctx context.Context, source string) []ReplicaReport {
 	var out []ReplicaReport
+	held := map[string]int{} // backup id: replicas that hold it after this run
+	copied := map[string]bool{}
 	for _, url := range r.opts.Replicas {
 		rep := ReplicaReport{URL: url}
-		rep.Copied, rep.Err = r.syncReplica(ctx, url, source)
+		var present map[string]bool
+		rep.Copied, present, rep.Err = r.syncReplica(ctx, url, source)
+		for id := range present {
+			held[id]++
+		}
+		for _, id := range rep.Copied {
+			copied[id] = true
+		}
 		out = append(out, rep)
 	}
+	if err := r.archiveReplicated(ctx, source, held, copied); err != nil {
+		for i := range out {
+			if out[i].Err == nil {
+				out[i].Err = err
+			}
+		}
+	}
 	return out
+}
+
+// archiveReplicated moves to the archive tier the objects of backups bound for it
+// (deferArchive) that every replica now holds, among those copied in this run.
+func (r *Repo) archiveReplicated(ctx context.Context, source string, held map[string]int, copied map[string]bool) error {
+	if len(copied) == 0 {
+		return nil
+	}
+	backups, err := r.Backups(ctx, source)
+	if err != nil {
+		return err
+	}
+	for _, m := range backups {
+		tier := r.opts.tierFor(m.Kind, m.Type)
+		if !copied[m.ID] || held[m.ID] < len(r.opts.Replicas) || !r.deferArchive(tier) {
+			continue
+		}
+		for _, o := range m.Objects {
+			if err := r.store.SetTier(ctx, o.Key, tier); err != nil {
+				return fmt.Errorf("move backup %s to the %s tier after replicating it: %w", m.ID, tier, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (r *Repo) openReplica(ctx context.Context, url string) (*storage.Store, error) {
@@ -67,54 +107,59 @@ func (r *Repo) openReplica(ctx context.Context, url string) (*storage.Store, err
 	return st, nil
 }
 
-func (r *Repo) syncReplica(ctx context.Context, url, source string) ([]string, error) {
+// syncReplica copies what one replica lacks; present are the backups it holds after.
+func (r *Repo) syncReplica(ctx context.Context, url, source string) (copied []string, present map[string]bool, err error) {
 	st, err := r.openReplica(ctx, url)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer st.Close()
-	have := map[string]bool{}
+	present = map[string]bool{}
 	prefix := "backups/"
 	if source != "" {
 		prefix += source + "/"
 	}
 	if err := st.List(ctx, prefix, func(o storage.ObjectInfo) error {
-		have[o.Key] = true
+		if _, id, ok := parseManifestKey(o.Key); ok {
+			present[id] = true
+		}
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("list replica %s: %w", st, err)
+		return nil, nil, fmt.Errorf("list replica %s: %w", st, err)
 	}
 	backups, err := r.Backups(ctx, source)
 	if err != nil {
-		return nil, err
+		return nil, present, err
 	}
 	// The log first: a backup that appears on the replica finds there the WAL that
 	// makes it consistent.
 	if _, err := r.syncLogs(ctx, st, source); err != nil {
-		return nil, err
+		return nil, present, err
 	}
-	var copied []string
 	for _, m := range backups {
-		key := manifestKey(m.Source, m.ID)
-		if have[key] {
+		if present[m.ID] {
 			continue
 		}
-		po := r.putOptions(m.Kind, m.Type)
+		// The replica's objects go to the tier the plan gives them; one bound for the
+		// archive tier is written and checked first, then moved (it cannot be read there).
+		po := storage.PutOptions{Tier: r.opts.tierFor(m.Kind, m.Type), RetainUntil: r.putOptions(m.Kind, m.Type).RetainUntil}
 		for _, obj := range m.Objects {
 			if err := copyObject(ctx, r.store, st, obj, po); err != nil {
-				return copied, fmt.Errorf("replica %s: backup %s: %w", st, m.ID, err)
+				return copied, present, fmt.Errorf("replica %s: backup %s: %w", st, m.ID, err)
 			}
 		}
+		key := manifestKey(m.Source, m.ID)
 		raw, err := r.store.ReadAll(ctx, key)
 		if err != nil {
-			return copied, fmt.Errorf("read manifest %s: %w", key, err)
+			return copied, present, fmt.Errorf("read manifest %s: %w", key, err)
 		}
 		if err := st.Put(ctx, key, raw, storage.PutOptions{RetainUntil: po.RetainUntil}); err != nil {
-			return copied, fmt.Errorf("replica %s: write manifest %s: %w", st, key, err)
+			return copied, present, fmt.Errorf("replica %s: write manifest %s: %w", st, key, err)
 		}
 		copied = append(copied, m.ID)
+		present[m.ID] = true
 	}
-	return copied, nil
+	return copied, present, nil
 }
 
 // SyncReplicaLogs copies to every replica the log objects (PostgreSQL's WAL) of
@@ -209,6 +254,10 @@ func copyObject(ctx context.Context, from, to *storage.Store, obj Object, po sto
 		return fmt.Errorf("read %s: %w", obj.Key, err)
 	}
 	defer src.Close()
+	final := po.Tier
+	if strings.EqualFold(final, "archive") && to.CanSetTier() {
+		po.Tier = "" // checked below, then archived
+	}
 	w, err := to.NewWriter(ctx, obj.Key, po)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", obj.Key, err)
@@ -227,6 +276,11 @@ func copyObject(ctx context.Context, from, to *storage.Store, obj Object, po sto
 	}
 	if reason := checkStored(ctx, to, obj); reason != "" {
 		return fmt.Errorf("%s does not verify on the replica after copying: %s", obj.Key, reason)
+	}
+	if final != po.Tier {
+		if err := to.SetTier(ctx, obj.Key, final); err != nil {
+			return fmt.Errorf("move %s to the %s tier: %w", obj.Key, final, err)
+		}
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -119,10 +120,21 @@ func (o *Options) tierFor(kind, typ string) string {
 // putOptions are the write options of an object of a backup of kind and type.
 func (r *Repo) putOptions(kind, typ string) storage.PutOptions {
 	po := storage.PutOptions{Tier: r.opts.tierFor(kind, typ)}
+	if r.deferArchive(po.Tier) {
+		po.Tier = "" // moved to the archive tier once every replica holds a copy
+	}
 	if r.opts.Immutable > 0 {
 		po.RetainUntil = r.opts.Now().Add(r.opts.Immutable)
 	}
 	return po
+}
+
+// deferArchive reports whether objects bound for the archive tier are first written
+// to the default tier: an archived object cannot be read, and replicas copy what the
+// primary holds after a backup commits. Without replicas, or on storage that cannot
+// change an object's tier in place, they go to the archive tier at once.
+func (r *Repo) deferArchive(tier string) bool {
+	return strings.EqualFold(tier, "archive") && len(r.opts.Replicas) > 0 && !r.opts.AsReplica && r.store != nil && r.store.CanSetTier()
 }
 
 // Repo is an open repository.

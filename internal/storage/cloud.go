@@ -372,6 +372,40 @@ func (c *Cloud) Rehydrate(ctx context.Context, key, priority string) error {
 	return nil
 }
 
+// CanSetTier implements Tierer: Azure and S3 move objects between tiers in place.
+func (c *Cloud) CanSetTier() bool { return c.scheme == "azblob" || c.scheme == "s3" }
+
+// SetTier implements Tierer.
+func (c *Cloud) SetTier(ctx context.Context, key, tier string) error {
+	g := strings.ToLower(tier)
+	switch c.scheme {
+	case "azblob":
+		bc, err := c.azureBlob(key)
+		if err != nil {
+			return c.wrap("set tier", key, err)
+		}
+		at, ok := azureTiers[g]
+		if !ok {
+			at = azblobblob.AccessTier(tier)
+		}
+		_, err = bc.SetTier(ctx, at, nil)
+		return c.classify(ctx, "set tier", key, err, false)
+	case "s3":
+		var sc *s3.Client
+		if !c.bucket.As(&sc) {
+			return c.wrap("set tier", key, errors.New("cannot reach the S3 client"))
+		}
+		class, ok := s3Classes[g]
+		if !ok {
+			class = tier
+		}
+		_, err := sc.CopyObject(ctx, &s3.CopyObjectInput{Bucket: aws.String(c.name), Key: aws.String(key),
+			CopySource: aws.String(c.name + "/" + key), StorageClass: s3types.StorageClass(class), MetadataDirective: s3types.MetadataDirectiveCopy})
+		return c.classify(ctx, "set tier", key, err, false)
+	}
+	return c.wrap("set tier", key, fmt.Errorf("not supported for scheme %q", c.scheme))
+}
+
 func (c *Cloud) tierSetter(tier string) (func(as func(any) bool) error, error) {
 	if tier == "" {
 		return nil, nil

@@ -106,6 +106,14 @@ type Rehydrater interface {
 	Rehydrate(ctx context.Context, key, priority string) error
 }
 
+// Tierer is implemented by drivers that can move a stored object to another tier
+// in place (Azure SetTier, an S3 copy onto itself with a new storage class).
+type Tierer interface {
+	SetTier(ctx context.Context, key, tier string) error
+	// CanSetTier reports whether SetTier works for this store.
+	CanSetTier() bool
+}
+
 // StreamDriver is implemented by drivers that can take a stream of unknown size
 // directly, without retries, such as the local disk. Store uses it to avoid spooling.
 type StreamDriver interface {

@@ -218,6 +218,21 @@ func (s *Store) Rehydrate(ctx context.Context, key, priority string) error {
 	return s.retry(ctx, "rehydrate", key, func() error { return rh.Rehydrate(ctx, key, priority) })
 }
 
+// CanSetTier reports whether stored objects can be moved to another tier in place.
+func (s *Store) CanSetTier() bool {
+	t, ok := s.d.(Tierer)
+	return ok && t.CanSetTier()
+}
+
+// SetTier moves a stored object to a tier (hot, cool, cold, archive) in place.
+func (s *Store) SetTier(ctx context.Context, key, tier string) error {
+	t, ok := s.d.(Tierer)
+	if !ok || !t.CanSetTier() {
+		return fmt.Errorf("%s: set the tier of %q: not supported by this storage", s.d, key)
+	}
+	return s.retry(ctx, "set tier", key, func() error { return t.SetTier(ctx, key, tier) })
+}
+
 // Put stores data under key, retrying transient failures.
 //
 // With opts.IfNotExist, an attempt can fail ambiguously (the write landed but
