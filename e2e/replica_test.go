@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -104,4 +105,31 @@ func TestPostgresReplicaHoldsTheWAL(t *testing.T) {
 		t.Fatalf("after prune the replica holds %d log objects, the primary %d", got, want)
 	}
 	p.ok("verify", "--replica", "1")
+}
+
+// An object the primary lost is read from a replica's copy during the restore (with
+// a warning); verify still reports the primary's loss.
+func TestRestoreReadsLostObjectsFromAReplica(t *testing.T) {
+	b := backends(t)[0]
+	assemblies, script := smallTree(t)
+	replica := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "dr"))
+	w := newWorld(t, b, planOpts{paths: []string{assemblies, script}, extraRepo: "  replicas: [\"" + replica + "\"]\n"})
+	w.ok("init")
+	id := w.ok("backup", "assemblies").lastLine()
+	keys := w.keys("data/assemblies/" + id + "/")
+	if len(keys) == 0 {
+		t.Fatal("no data objects")
+	}
+	if err := w.openStore().Delete(context.Background(), keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	if v := w.fails(1, "are damaged", "verify"); !strings.Contains(v.stdout+v.stderr, keys[0]) {
+		t.Fatalf("verify does not name the lost object %s:\n%s%s", keys[0], v.stdout, v.stderr)
+	}
+	dst := filepath.Join(t.TempDir(), "r")
+	r := w.ok("restore", "assemblies", "--target", dst)
+	if !strings.Contains(r.stderr, "read from a replica") || !strings.Contains(r.stderr, keys[0]) {
+		t.Fatalf("no warning that %s came from the replica:\n%s", keys[0], r.stderr)
+	}
+	sameTree(t, expected(t, assemblies), snapshot(t, filepath.Join(dst, "assemblies")))
 }

@@ -52,7 +52,7 @@ func (r *Repo) PutEncodedLog(ctx context.Context, source, name string, data []by
 // GetLog reads and decodes a log object.
 func (r *Repo) GetLog(ctx context.Context, source, name string) ([]byte, error) {
 	key := LogPrefix(source) + name
-	raw, err := r.store.ReadAll(ctx, key)
+	raw, err := r.readAll(ctx, key)
 	if err != nil {
 		return nil, err
 	}

@@ -120,7 +120,7 @@ func (r *Repo) readPhase(ctx context.Context, cd *stream.Codec, m *Manifest, cha
 
 func (r *Repo) readObject(ctx context.Context, cd *stream.Codec, bm *Manifest, index int, ps []placement, h hash.Hash, progress func(int64), sink ExtentSink) error {
 	obj := bm.Objects[index]
-	body, err := r.store.NewReader(ctx, obj.Key, 0, -1)
+	body, err := r.openObject(ctx, obj.Key, 0, -1)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return &DamageError{Backup: bm.ID, Object: obj.Key, Reason: "missing from the repository"}
@@ -272,7 +272,10 @@ func (r *Repo) CheckKey(ctx context.Context, m *Manifest) error {
 		if !obj.Encrypted {
 			continue
 		}
-		body, err := r.store.NewReader(ctx, obj.Key, 0, 64<<10)
+		body, err := r.openObject(ctx, obj.Key, 0, 64<<10)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // lost: another object tells as well
+		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", obj.Key, err)
 		}

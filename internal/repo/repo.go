@@ -23,6 +23,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -149,6 +150,11 @@ type Repo struct {
 	unlockOnce sync.Once
 	readCd     *stream.Codec // decodes objects; needs the private key
 	unlockErr  error
+
+	// Replicas read from when the primary cannot give an object (readFallback).
+	replicaMu     sync.Mutex
+	replicaStores map[string]*storage.Store
+	primaryDown   atomic.Bool
 }
 
 // ErrNoRepository means nothing is at the URL.
@@ -396,7 +402,15 @@ func (r *Repo) String() string { return r.store.String() }
 func (r *Repo) Options() Options { return r.opts }
 
 // Close releases the storage.
-func (r *Repo) Close() error { return r.store.Close() }
+func (r *Repo) Close() error {
+	r.replicaMu.Lock()
+	for _, st := range r.replicaStores {
+		st.Close()
+	}
+	r.replicaStores = nil
+	r.replicaMu.Unlock()
+	return r.store.Close()
+}
 
 func randomHex(n int) string {
 	b := make([]byte, n)

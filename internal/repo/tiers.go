@@ -2,9 +2,12 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/hartonomous/hartvault/internal/storage"
 )
 
 // ArchiveState is where a restore's objects stand with respect to the archive tier.
@@ -22,6 +25,9 @@ func (r *Repo) ArchiveStateOf(ctx context.Context, backups []*Manifest) (Archive
 	for _, m := range backups {
 		for _, o := range m.Objects {
 			info, err := r.store.Stat(ctx, o.Key)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // lost: the restore reads a replica's copy, or names the loss
+			}
 			if err != nil {
 				return st, fmt.Errorf("stat %s: %w", o.Key, err)
 			}
