@@ -314,14 +314,18 @@ func (s *Store) NewWriter(ctx context.Context, key string, opts PutOptions) (Obj
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: put %q: %w", s.d, key, err)
 	}
+	// A spool file has no name where the system allows it (Linux: created without
+	// one; other Unixes: unlinked at once, the open file staying readable), so a
+	// process killed mid-upload leaves nothing behind. Windows cannot remove an open
+	// file; there it is removed on Commit or Abort.
+	if f, ok := anonymousTemp(s.o.SpoolDir); ok {
+		return &spoolWriter{s: s, ctx: ctx, key: key, opts: opts, f: f, unlinked: true}, nil
+	}
 	f, err := os.CreateTemp(s.o.SpoolDir, "hartvault-spool-*")
 	if err != nil {
 		return nil, fmt.Errorf("%s: put %q: spool file: %w", s.d, key, err)
 	}
 	w := &spoolWriter{s: s, ctx: ctx, key: key, opts: opts, f: f}
-	// Unlinked at once where the system allows it (the open file stays readable): a
-	// process killed mid-upload then leaves no spool file behind. Windows cannot
-	// remove an open file; there it is removed on Commit or Abort.
 	if runtime.GOOS != "windows" && os.Remove(f.Name()) == nil {
 		w.unlinked = true
 	}
