@@ -120,6 +120,8 @@ func TestFileSetBackupAndRestore(t *testing.T) {
 			}
 			id2 := w.ok("backup", "assemblies", "--tag", "v1.0.1").lastLine()
 			want2 := expected(t, assemblies)
+			// A tag names one backup: taking it again is refused, before anything is stored.
+			w.fails(1, `tag "v1.0.1" is already used by a backup of assemblies`, "backup", "assemblies", "--force", "--tag", "v1.0.1")
 
 			// Then a differential that stores only what changed since the full.
 			os.WriteFile(filepath.Join(assemblies, "docs", "notes.txt"), []byte("added after v1.0.1\n"), 0o644)

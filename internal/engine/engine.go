@@ -111,11 +111,15 @@ func (e *UnchangedError) Error() string {
 	return fmt.Sprintf("%s is unchanged since backup %s: no new backup taken (--force takes one anyway)", e.Source, e.Last.ID)
 }
 
-// CheckTag refuses a tag a backup of the source already carries: a tag must name
-// one backup wherever an id is accepted.
-func CheckTag(history []*repo.Manifest, source, tag string) error {
+// checkTag refuses a tag a backup of the source already carries: a tag must name
+// one backup wherever an id is accepted. Every engine's backup passes here.
+func checkTag(ctx context.Context, r *repo.Repo, source, tag string) error {
 	if tag == "" {
 		return nil
+	}
+	history, err := r.Backups(ctx, source)
+	if err != nil {
+		return err
 	}
 	if _, err := repo.Find(history, tag); err == nil {
 		return fmt.Errorf("tag %q is already used by a backup of %s", tag, source)
@@ -154,6 +158,9 @@ func RunBackup(ctx context.Context, eng Engine, req BackupRequest) (res *Result,
 	}
 	if req.Log == nil {
 		req.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkTag(ctx, req.Repo, eng.Source(), req.Tag); err != nil {
+		return nil, err
 	}
 	res = &Result{}
 	res.Leftovers, err = req.Repo.CleanLeftovers(ctx, eng.Source(), "")

@@ -743,3 +743,24 @@ func TestFileAddedBeforeTheDiff(t *testing.T) {
 		t.Errorf("diff restore: %s", diff)
 	}
 }
+
+// The tag check is RunBackup's, so it holds for SQL Server backups too.
+func TestTagNamesOneBackup(t *testing.T) {
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	te.fake.addDB("Hartonomous", "FULL")
+	run := func() error {
+		_, err := engine.RunBackup(te.ctx, te.engine(), engine.BackupRequest{Repo: te.repo, Type: "full", Tag: "before-upgrade", Log: te.logger()})
+		return err
+	}
+	if err := run(); err != nil {
+		t.Fatal(err)
+	}
+	before := len(te.fake.statements())
+	if err := run(); err == nil || !strings.Contains(err.Error(), `tag "before-upgrade" is already used by a backup of hartonomous-sql`) {
+		t.Fatalf("second backup with the same tag: %v", err)
+	}
+	if after := te.fake.statements(); len(after) != before {
+		t.Errorf("the refused backup ran statements: %v", after[before:])
+	}
+}

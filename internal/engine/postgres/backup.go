@@ -76,9 +76,6 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 	if parent != nil {
 		spec.Parent = parent.ID
 	}
-	if err := engine.CheckTag(history, e.src.Name, req.Tag); err != nil {
-		return nil, err
-	}
 	b, err := req.Repo.BeginBackup(ctx, req.Lock, spec)
 	if err != nil {
 		return nil, err
