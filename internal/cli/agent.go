@@ -77,8 +77,8 @@ waits for them and exits 0.`,
 					for _, rep := range r.SyncReplicaLogs(ctx, "") {
 						if rep.Err != nil {
 							errs = append(errs, fmt.Errorf("replica %s: %w", rep.URL, rep.Err))
-						} else if len(rep.Copied) > 0 {
-							log.Debug("agent: log copied to replica", "replica", rep.URL, "objects", len(rep.Copied))
+						} else if rep.Logs > 0 {
+							log.Debug("agent: log copied to replica", "replica", rep.URL, "objects", rep.Logs)
 						}
 					}
 					return errors.Join(errs...)

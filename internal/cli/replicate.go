@@ -34,23 +34,18 @@ up to date.`,
 				return usagef("the plan's repository has no replicas")
 			}
 			failed := 0
-			logs := r.SyncReplicaLogs(ctx, source)
-			backups := r.SyncReplicas(ctx, source)
-			for i, rep := range backups {
-				err := logs[i].Err
-				if err == nil {
-					err = rep.Err
-				}
-				if err != nil {
+			reports := r.SyncReplicas(ctx, source)
+			for _, rep := range reports {
+				if rep.Err != nil {
 					failed++
-					fmt.Fprintf(a.env.Stderr, "hartvault: replica %s: %s\n", rep.URL, oneLine(err.Error()))
+					fmt.Fprintf(a.env.Stderr, "hartvault: replica %s: %s\n", rep.URL, oneLine(rep.Err.Error()))
 					continue
 				}
 				fmt.Fprintf(a.env.Stdout, "replica %s: up to date (%s and %s copied)\n", rep.URL,
-					plural(len(rep.Copied), "backup"), plural(len(logs[i].Copied), "log object"))
+					plural(len(rep.Copied), "backup"), plural(rep.Logs, "log object"))
 			}
 			if failed > 0 {
-				return exitError{code: ExitFailed, msg: fmt.Sprintf("replicate: %d of %d replicas are not up to date", failed, len(backups))}
+				return exitError{code: ExitFailed, msg: fmt.Sprintf("replicate: %d of %d replicas are not up to date", failed, len(reports))}
 			}
 			return nil
 		},

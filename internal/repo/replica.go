@@ -19,49 +19,85 @@ import (
 type ReplicaReport struct {
 	URL    string
 	Copied []string // backup ids copied in this run
+	Logs   int      // log objects copied in this run
 	Err    error
 }
 
-// SyncReplicas copies to every replica the committed backups of source it lacks
-// (all sources when source is ""): objects first, each read back and checked there,
-// then the manifest, so a replica shows only complete backups. A replica that failed
-// before is simply behind: this run catches it up.
+// SyncReplicas copies to every replica what of source it lacks (all sources when
+// source is ""): the log objects first, then the committed backups, objects before
+// manifests, each read back and checked there, so a replica shows only complete
+// backups. A replica that failed before is simply behind: this run catches it up.
+// The primary's catalog and log are read once for all replicas.
 func (r *Repo) SyncReplicas(ctx context.Context, source string) []ReplicaReport {
-	var out []ReplicaReport
-	held := map[string]int{} // backup id: replicas that hold it after this run
-	copied := map[string]bool{}
-	for _, url := range r.opts.Replicas {
-		rep := ReplicaReport{URL: url}
-		var present map[string]bool
-		rep.Copied, present, rep.Err = r.syncReplica(ctx, url, source)
-		for id := range present {
-			held[id]++
-		}
-		for _, id := range rep.Copied {
-			copied[id] = true
-		}
-		out = append(out, rep)
+	return r.syncAll(ctx, source, true)
+}
+
+// SyncReplicaLogs copies to every replica only the log objects (PostgreSQL's WAL) of
+// source it lacks ("" for all sources), so that between backups a replica can replay
+// as far as the primary.
+func (r *Repo) SyncReplicaLogs(ctx context.Context, source string) []ReplicaReport {
+	return r.syncAll(ctx, source, false)
+}
+
+func (r *Repo) syncAll(ctx context.Context, source string, withBackups bool) []ReplicaReport {
+	out := make([]ReplicaReport, len(r.opts.Replicas))
+	for i, url := range r.opts.Replicas {
+		out[i].URL = url
 	}
-	if err := r.archiveReplicated(ctx, source, held, copied); err != nil {
+	fail := func(err error) []ReplicaReport {
 		for i := range out {
 			if out[i].Err == nil {
 				out[i].Err = err
 			}
 		}
+		return out
+	}
+	if len(out) == 0 {
+		return out
+	}
+	logs, err := listSizes(ctx, r.store, logPrefixFor(source))
+	if err != nil {
+		return fail(fmt.Errorf("list the log in %s: %w", r, err))
+	}
+	var backups []*Manifest
+	if withBackups {
+		if backups, err = r.Backups(ctx, source); err != nil {
+			return fail(err)
+		}
+	}
+	held := map[string]int{} // backup id: replicas that hold it after this run
+	copied := map[string]bool{}
+	for i := range out {
+		rep := &out[i]
+		st, err := r.openReplica(ctx, rep.URL)
+		if err != nil {
+			rep.Err = err
+			continue
+		}
+		// The log first: a backup that appears on the replica finds there the WAL that
+		// makes it consistent.
+		rep.Logs, rep.Err = r.syncLogs(ctx, st, source, logs)
+		if rep.Err == nil && withBackups {
+			var present map[string]bool
+			rep.Copied, present, rep.Err = r.syncBackups(ctx, st, source, backups)
+			for id := range present {
+				held[id]++
+			}
+			for _, id := range rep.Copied {
+				copied[id] = true
+			}
+		}
+		st.Close()
+	}
+	if err := r.archiveReplicated(ctx, backups, held, copied); err != nil {
+		return fail(err)
 	}
 	return out
 }
 
 // archiveReplicated moves to the archive tier the objects of backups bound for it
 // (deferArchive) that every replica now holds, among those copied in this run.
-func (r *Repo) archiveReplicated(ctx context.Context, source string, held map[string]int, copied map[string]bool) error {
-	if len(copied) == 0 {
-		return nil
-	}
-	backups, err := r.Backups(ctx, source)
-	if err != nil {
-		return err
-	}
+func (r *Repo) archiveReplicated(ctx context.Context, backups []*Manifest, held map[string]int, copied map[string]bool) error {
 	for _, m := range backups {
 		tier := r.opts.tierFor(m.Kind, m.Type)
 		if !copied[m.ID] || held[m.ID] < len(r.opts.Replicas) || !r.deferArchive(tier) {
@@ -107,13 +143,9 @@ func (r *Repo) openReplica(ctx context.Context, url string) (*storage.Store, err
 	return st, nil
 }
 
-// syncReplica copies what one replica lacks; present are the backups it holds after.
-func (r *Repo) syncReplica(ctx context.Context, url, source string) (copied []string, present map[string]bool, err error) {
-	st, err := r.openReplica(ctx, url)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer st.Close()
+// syncBackups copies to one replica the backups it lacks; present are the backups it
+// holds after.
+func (r *Repo) syncBackups(ctx context.Context, st *storage.Store, source string, backups []*Manifest) (copied []string, present map[string]bool, err error) {
 	present = map[string]bool{}
 	prefix := "backups/"
 	if source != "" {
@@ -126,15 +158,6 @@ func (r *Repo) syncReplica(ctx context.Context, url, source string) (copied []st
 		return nil
 	}); err != nil {
 		return nil, nil, fmt.Errorf("list replica %s: %w", st, err)
-	}
-	backups, err := r.Backups(ctx, source)
-	if err != nil {
-		return nil, present, err
-	}
-	// The log first: a backup that appears on the replica finds there the WAL that
-	// makes it consistent.
-	if _, err := r.syncLogs(ctx, st, source); err != nil {
-		return nil, present, err
 	}
 	for _, m := range backups {
 		if present[m.ID] {
@@ -162,48 +185,36 @@ func (r *Repo) syncReplica(ctx context.Context, url, source string) (copied []st
 	return copied, present, nil
 }
 
-// SyncReplicaLogs copies to every replica the log objects (PostgreSQL's WAL) of
-// source it lacks ("" for all sources), so that between backups a replica can
-// replay as far as the primary. Copied lists the object names copied.
-func (r *Repo) SyncReplicaLogs(ctx context.Context, source string) []ReplicaReport {
-	var out []ReplicaReport
-	for _, url := range r.opts.Replicas {
-		rep := ReplicaReport{URL: url}
-		st, err := r.openReplica(ctx, url)
-		if err == nil {
-			rep.Copied, err = r.syncLogs(ctx, st, source)
-			st.Close()
-		}
-		rep.Err = err
-		out = append(out, rep)
+// partialMarker is in the names of log objects that a newer object of the same name
+// supersedes (PostgreSQL's partial segments): the primary replaces them, so a replica
+// drops those the primary no longer holds. Other log objects go only by retention.
+const partialMarker = ".partial"
+
+func logPrefixFor(source string) string {
+	if source == "" {
+		return "logs/"
 	}
-	return out
+	return LogPrefix(source)
 }
 
-// syncLogs copies the log objects the replica lacks, oldest name first, and removes
-// from it the partial segments the primary no longer holds (replaced by newer ones).
-// Log objects are written once under names that hold their content's hash, so an
-// object present with the same size is the same object.
-func (r *Repo) syncLogs(ctx context.Context, st *storage.Store, source string) ([]string, error) {
-	prefix := "logs/"
-	if source != "" {
-		prefix = LogPrefix(source)
-	}
-	list := func(s *storage.Store) (map[string]int64, error) {
-		out := map[string]int64{}
-		err := s.List(ctx, prefix, func(o storage.ObjectInfo) error {
-			out[o.Key] = o.Size
-			return nil
-		})
-		return out, err
-	}
-	primary, err := list(r.store)
+// listSizes lists the objects under prefix with their sizes.
+func listSizes(ctx context.Context, st *storage.Store, prefix string) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := st.List(ctx, prefix, func(o storage.ObjectInfo) error {
+		out[o.Key] = o.Size
+		return nil
+	})
+	return out, err
+}
+
+// syncLogs copies to one replica the log objects of primary (the primary's listing)
+// it lacks, oldest name first, and removes from it the superseded partial objects
+// the primary no longer holds. Log objects are written once under names that hold
+// their content's hash, so an object present with the same size is the same object.
+func (r *Repo) syncLogs(ctx context.Context, st *storage.Store, source string, primary map[string]int64) (int, error) {
+	have, err := listSizes(ctx, st, logPrefixFor(source))
 	if err != nil {
-		return nil, fmt.Errorf("list the log in %s: %w", r, err)
-	}
-	have, err := list(st)
-	if err != nil {
-		return nil, fmt.Errorf("list the log in replica %s: %w", st, err)
+		return 0, fmt.Errorf("list the log in replica %s: %w", st, err)
 	}
 	keys := make([]string, 0, len(primary))
 	for k, size := range primary {
@@ -213,7 +224,7 @@ func (r *Repo) syncLogs(ctx context.Context, st *storage.Store, source string) (
 	}
 	sort.Strings(keys)
 	po := r.putOptions("", TypeLog)
-	var copied []string
+	copied := 0
 	for _, k := range keys {
 		raw, err := r.store.ReadAll(ctx, k)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -229,10 +240,10 @@ func (r *Repo) syncLogs(ctx context.Context, st *storage.Store, source string) (
 		if err != nil || !bytes.Equal(back, raw) {
 			return copied, fmt.Errorf("replica %s: %s does not read back as written", st, k)
 		}
-		copied = append(copied, strings.TrimPrefix(k, "logs/"))
+		copied++
 	}
 	for k := range have {
-		if _, ok := primary[k]; !ok && strings.Contains(k, ".partial") {
+		if _, ok := primary[k]; !ok && strings.Contains(k, partialMarker) {
 			if err := st.Delete(ctx, k); err != nil && !errors.Is(err, storage.ErrNotFound) {
 				return copied, fmt.Errorf("replica %s: remove the replaced partial segment %s: %w", st, k, err)
 			}
