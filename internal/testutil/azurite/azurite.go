@@ -3,7 +3,6 @@
 package azurite
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -12,12 +11,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+
+	"github.com/hartonomous/hartvault/internal/testutil/proc"
 )
 
 // Account and Key are Azurite's well-known development account.
@@ -35,7 +35,7 @@ type Server struct {
 
 	cmd    *exec.Cmd
 	exited chan struct{}
-	out    *syncBuffer
+	out    *proc.Output
 	seq    atomic.Int64
 }
 
@@ -111,13 +111,13 @@ func start(bin, dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Port: port, exited: make(chan struct{}), out: &syncBuffer{}}
+	s := &Server{Port: port, exited: make(chan struct{}), out: &proc.Output{Limit: 64 << 10}}
 	s.cmd = exec.Command(bin,
 		"--skipApiVersionCheck", "--loose", "--disableTelemetry",
 		"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(port),
 		"--location", dir, "--silent")
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	setProcessGroup(s.cmd)
+	proc.SetGroup(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
@@ -152,11 +152,11 @@ func (s *Server) stop() {
 		return
 	default:
 	}
-	terminate(s.cmd)
+	proc.Terminate(s.cmd)
 	select {
 	case <-s.exited:
 	case <-time.After(5 * time.Second):
-		kill(s.cmd)
+		proc.Kill(s.cmd)
 		<-s.exited
 	}
 }
@@ -242,28 +242,4 @@ func containerName(name string, seq int64) string {
 		base = strings.TrimRight(base[:limit], "-")
 	}
 	return base + suffix
-}
-
-// syncBuffer collects the emulator's output for error messages.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 64<<10 {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() == 0 {
-		return "(no output)"
-	}
-	return b.buf.String()
 }

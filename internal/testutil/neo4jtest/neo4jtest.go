@@ -5,16 +5,16 @@ package neo4jtest
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/hartonomous/hartvault/internal/testutil/proc"
 )
 
 // Launcher is the launcher's main class.
@@ -35,7 +35,7 @@ type Server struct {
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	exited  chan struct{}
-	out     *syncBuffer
+	out     *proc.Output
 }
 
 // Tools locates the built launcher.
@@ -144,7 +144,7 @@ func launch(tb testing.TB, flag, dir string) func() *Server {
 	if err != nil {
 		tb.Fatalf("neo4j: %v", err)
 	}
-	s := &Server{tools: tools, exited: make(chan struct{}), out: &syncBuffer{}}
+	s := &Server{tools: tools, exited: make(chan struct{}), out: &proc.Output{}}
 	// Its own temp dir: the server writes log4j configs there that it never removes.
 	s.cmd = exec.Command(tools.Java, "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.io.tmpdir="+tb.TempDir(),
 		"-cp", tools.ClassPathWithLauncher(), Launcher, "serve", flag, dir)
@@ -156,7 +156,7 @@ func launch(tb testing.TB, flag, dir string) func() *Server {
 	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
 		tb.Fatalf("neo4j: %v", err)
 	}
-	setProcessGroup(s.cmd)
+	proc.SetGroup(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		tb.Fatalf("neo4j: start %s: %v", tools.Java, err)
 	}
@@ -208,7 +208,7 @@ func (s *Server) stop() {
 	case <-time.After(3 * time.Second):
 	}
 	// Test data is thrown away: no need to wait for a clean shutdown.
-	kill(s.cmd)
+	proc.Kill(s.cmd)
 	<-s.exited
 }
 
@@ -249,27 +249,3 @@ func (s *Server) AdminScript(tb testing.TB) string {
 func (s *Server) Output() string { return s.out.String() }
 
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-// syncBuffer collects the launcher's output for error messages.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 256<<10 {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() == 0 {
-		return "(no output)"
-	}
-	return b.buf.String()
-}
