@@ -24,15 +24,7 @@ func (e *Engine) Check(ctx context.Context, req engine.RestoreRequest, query str
 	defer done()
 	q := strings.ReplaceAll(query, ":target", "$target")
 	v, err := sess.ExecuteRead(ctx, func(tx neo4jdriver.ManagedTransaction) (any, error) {
-		r, err := tx.Run(ctx, q, map[string]any{"target": at.UTC()}) // Bolt rejects the zone "Local"
-		if err != nil {
-			return nil, err
-		}
-		rec, err := r.Single(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return rec.Values[0], nil
+		return firstValue(ctx, tx, q, map[string]any{"target": at.UTC()}) // Bolt rejects the zone "Local"
 	})
 	if err != nil {
 		return false, fmt.Errorf("check %q on %s: %w", query, database, err)
@@ -100,4 +92,17 @@ func (e *Engine) StopRestored(ctx context.Context, req engine.RestoreRequest) er
 		return fmt.Errorf("clean up the drill's %s: %w", where, err)
 	}
 	return nil
+}
+
+// firstValue runs a query that returns one record and returns its first value.
+func firstValue(ctx context.Context, tx neo4jdriver.ManagedTransaction, q string, params map[string]any) (any, error) {
+	res, err := tx.Run(ctx, q, params)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := res.Single(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return rec.Values[0], nil
 }

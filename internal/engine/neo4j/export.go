@@ -360,15 +360,7 @@ func (e *Engine) scan(ctx context.Context, sess neo4jdriver.SessionWithContext, 
 // maxID runs a max(id(...)) query; -1 when the graph has none.
 func maxID(ctx context.Context, sess neo4jdriver.SessionWithContext, q string) (int64, error) {
 	v, err := sess.ExecuteRead(ctx, func(tx neo4jdriver.ManagedTransaction) (any, error) {
-		res, err := tx.Run(ctx, q, nil)
-		if err != nil {
-			return nil, err
-		}
-		rec, err := res.Single(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return rec.Values[0], nil
+		return firstValue(ctx, tx, q, nil)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", q, err)

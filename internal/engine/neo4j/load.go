@@ -309,15 +309,7 @@ func relQuery(typ string) string {
 // such as deadlocks between loaders) and returns how many entities it created.
 func writeBatch(ctx context.Context, sess neo4jdriver.SessionWithContext, b batch) (int64, error) {
 	v, err := sess.ExecuteWrite(ctx, func(tx neo4jdriver.ManagedTransaction) (any, error) {
-		res, err := tx.Run(ctx, b.query, map[string]any{"rows": b.rows})
-		if err != nil {
-			return nil, err
-		}
-		rec, err := res.Single(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return rec.Values[0], nil
+		return firstValue(ctx, tx, b.query, map[string]any{"rows": b.rows})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("write a batch of %d: %w", len(b.rows), err)
@@ -406,16 +398,9 @@ func graphCounts(ctx context.Context, sess neo4jdriver.SessionWithContext) (*cou
 	v, err := sess.ExecuteRead(ctx, func(tx neo4jdriver.ManagedTransaction) (any, error) {
 		c := &counts{labels: map[string]int64{}, types: map[string]int64{}}
 		one := func(q string) (int64, error) {
-			res, err := tx.Run(ctx, q, nil)
-			if err != nil {
-				return 0, err
-			}
-			rec, err := res.Single(ctx)
-			if err != nil {
-				return 0, err
-			}
-			n, _ := rec.Values[0].(int64)
-			return n, nil
+			v, err := firstValue(ctx, tx, q, nil)
+			n, _ := v.(int64)
+			return n, err
 		}
 		names := func(q string) ([]string, error) {
 			res, err := tx.Run(ctx, q, nil)
