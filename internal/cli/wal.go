@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hartonomous/hartvault/internal/engine/postgres"
+	"github.com/hartonomous/hartvault/internal/plan"
 	"github.com/hartonomous/hartvault/internal/repo"
 )
 
@@ -23,7 +24,7 @@ encryption needs only the repository's public key.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			eng, r, err := a.openPostgres(ctx, args[0])
+			eng, r, err := a.openPostgres(ctx, args[0], a.openRepo)
 			if err != nil {
 				return err
 			}
@@ -59,15 +60,13 @@ writes --from-replica into restore_command).`,
 				return nil
 			}
 			ctx := cmd.Context()
-			p, r, err := a.openForReading(ctx, fromReplica)
+			eng, r, err := a.openPostgres(ctx, args[0], func(ctx context.Context) (*plan.Plan, *repo.Repo, error) {
+				return a.openForReading(ctx, fromReplica)
+			})
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			eng, err := postgresEngine(p, args[0])
-			if err != nil {
-				return err
-			}
 			if err := eng.WALFetch(ctx, r, args[1], args[2]); err != nil {
 				if postgres.IsNotArchived(err) {
 					return exitError{code: ExitFailed, msg: fmt.Sprintf("wal-fetch: %s is not in the archive of %s", args[1], args[0])}
@@ -94,7 +93,7 @@ what it has received before it exits. The slot makes the server keep WAL the rep
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			eng, r, err := a.openPostgres(ctx, args[0])
+			eng, r, err := a.openPostgres(ctx, args[0], a.openRepo)
 			if err != nil {
 				return err
 			}
@@ -108,9 +107,10 @@ what it has received before it exits. The slot makes the server keep WAL the rep
 	return cmd
 }
 
-// openPostgres opens the repository and the PostgreSQL engine of a source.
-func (a *app) openPostgres(ctx context.Context, source string) (*postgres.Engine, *repo.Repo, error) {
-	p, r, err := a.openRepo(ctx)
+// openPostgres opens the repository with open (the primary to write; the primary or
+// a replica to read) and the PostgreSQL engine of a source.
+func (a *app) openPostgres(ctx context.Context, source string, open func(context.Context) (*plan.Plan, *repo.Repo, error)) (*postgres.Engine, *repo.Repo, error) {
+	p, r, err := open(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
