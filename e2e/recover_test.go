@@ -126,6 +126,7 @@ recovery:
 	if got := rc.SQL("postgres", "SELECT count(*), max(batch) FROM accounts"); got != want {
 		t.Fatalf("recovered cluster holds %s, want %s as at %v", got, want, at)
 	}
+	rc.CheckExact()
 	gotCfg := readConfig(t, filepath.Join(recovered, "config"))
 	if gotCfg != "version = 2\n" {
 		t.Fatalf("recovered config says %q, want version 2", gotCfg)

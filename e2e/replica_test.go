@@ -74,6 +74,18 @@ func TestPostgresReplicaHoldsTheWAL(t *testing.T) {
 	if err := os.Rename(lost, filepath.Join(p.work, "repo")); err != nil {
 		t.Fatal(err)
 	}
+	// A WAL segment damaged on the primary: recovery reads the replica's intact copy
+	// instead of stopping (or, worse, ending early).
+	names, paths := walObjects(t, filepath.Join(p.work, "repo"))
+	undo := flipByte(t, paths[names[len(names)-2]])
+	got, rd := p.restoreAndDump("--to", "latest")
+	if got != live {
+		t.Fatalf("restore over a segment damaged on the primary differs from the live cluster:\n%s", firstDiff(live, got))
+	}
+	if log, _ := os.ReadFile(filepath.Join(rd.DataDir, "log", "hartvault-restore.log")); !strings.Contains(string(log), "read an intact copy from a replica") {
+		t.Fatalf("recovery did not say it read %s from the replica:\n%s", names[len(names)-2], log)
+	}
+	undo()
 
 	// Retention keeps one full: prune removes the older full and the WAL only it needs,
 	// from the primary and from the replica.

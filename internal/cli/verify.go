@@ -20,6 +20,8 @@ type verifyJSON struct {
 	Bytes   int64           `json:"stored_bytes"`
 	OK      bool            `json:"ok"`
 	Damaged []damagedObject `json:"damaged"`
+	// Notes are what a restore of the backup works around: not damage.
+	Notes []string `json:"notes,omitempty"`
 }
 
 type damagedObject struct {
@@ -89,6 +91,11 @@ damaged backup and object.`,
 				if err := a.verifyContent(cmd, p, r, m, &res); err != nil {
 					return err
 				}
+				if eng, err := engineFor(p, m.Source); err == nil {
+					if wr, ok := eng.(engine.Warner); ok {
+						res.Notes = wr.Warnings(m)
+					}
+				}
 				sort.SliceStable(res.Damaged, func(i, j int) bool { return res.Damaged[i].Object < res.Damaged[j].Object })
 				if !res.OK {
 					bad++
@@ -97,6 +104,9 @@ damaged backup and object.`,
 				if !asJSON {
 					if res.OK {
 						fmt.Fprintf(a.env.Stdout, "ok       %s %s (%d objects, %s)\n", m.Source, m.ID, len(m.Objects), bytesIEC(m.StoredBytes))
+					}
+					for _, n := range res.Notes {
+						fmt.Fprintf(a.env.Stdout, "note     %s %s: %s\n", m.Source, m.ID, n)
 					}
 					for _, d := range res.Damaged {
 						if d.Where != "" {

@@ -43,6 +43,12 @@ encryption needs only the repository's public key.`,
 	}
 }
 
+// ExitStopRecovery is wal-fetch's exit code for a WAL file that exists but cannot be
+// read intact (or any other failure but "not archived"). PostgreSQL takes exit
+// codes up to 125 as "not in the archive", the end of recovery, and would promote
+// short of the target; above 125 its recovery stops with a FATAL error instead.
+const ExitStopRecovery = 200
+
 func (a *app) walFetchCommand() *cobra.Command {
 	var fromReplica string
 	cmd := &cobra.Command{
@@ -50,12 +56,18 @@ func (a *app) walFetchCommand() *cobra.Command {
 		Short: "Fetch one archived WAL file (PostgreSQL restore_command)",
 		Long: `Writes an archived WAL file to DEST, for use as
 	restore_command = 'hartvault --config /etc/hartvault.yaml wal-fetch SOURCE %f %p'
-It exits 1 when the file is not in the archive, which recovery takes as the end of the
-archived WAL. Segments that follow are fetched ahead in parallel. When the primary
-repository cannot be reached it reads from the replicas (a restore from a replica
-writes --from-replica into restore_command).`,
-		Args: cobra.ExactArgs(3),
+It exits 1 only when the file is not in the archive, which recovery takes as the end of
+the archived WAL. Any other failure (the file is damaged on the primary and on every
+replica, the repository cannot be read, DEST cannot be written, a wrong key) exits 200,
+which makes PostgreSQL stop recovery with an error instead of promoting early.
+Segments that follow are fetched ahead in parallel. When the primary repository cannot
+be reached, or holds a damaged copy, it reads from the replicas (a restore from a
+replica writes --from-replica into restore_command).`,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 3 {
+				return stopRecovery(fmt.Errorf("wal-fetch needs SOURCE FILE DEST, got %d arguments", len(args)))
+			}
 			if postgres.TakePrefetched(args[1], args[2]) {
 				return nil
 			}
@@ -64,20 +76,26 @@ writes --from-replica into restore_command).`,
 				return a.openForReading(ctx, fromReplica)
 			})
 			if err != nil {
-				return err
+				return stopRecovery(err)
 			}
 			defer r.Close()
 			if err := eng.WALFetch(ctx, r, args[1], args[2]); err != nil {
 				if postgres.IsNotArchived(err) {
 					return exitError{code: ExitFailed, msg: fmt.Sprintf("wal-fetch: %s is not in the archive of %s", args[1], args[0])}
 				}
-				return err
+				return stopRecovery(err)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&fromReplica, "from-replica", "", "read from this replica (URL, number or name)")
+	// A mistyped restore_command must stop recovery too, not end it.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return stopRecovery(err) })
 	return cmd
+}
+
+func stopRecovery(err error) error {
+	return exitError{code: ExitStopRecovery, msg: oneLine(err.Error()) + " (wal-fetch exits 200 so that PostgreSQL stops recovery instead of taking this as the end of the archive)"}
 }
 
 func (a *app) walStreamCommand() *cobra.Command {

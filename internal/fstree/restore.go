@@ -16,7 +16,10 @@ import (
 	"github.com/hartonomous/hartvault/internal/repo"
 )
 
-const stagingPrefix = ".hartvault-restore-"
+const (
+	stagingPrefix  = ".hartvault-restore-"
+	replacedPrefix = ".hartvault-replaced-"
+)
 
 // ErrNotEmpty is returned when a restore target holds files and --force was not given.
 var ErrNotEmpty = errors.New("target is not empty")
@@ -25,11 +28,14 @@ var ErrNotEmpty = errors.New("target is not empty")
 // it, and moved into place only when everything is written and checked; Abort
 // leaves the target as it was found.
 type Target struct {
-	dir     string
-	staging string
-	created bool // dir did not exist before
-	force   bool
-	exact   bool
+	dir      string
+	staging  string
+	created  bool // dir did not exist before
+	force    bool
+	exact    bool
+	undoable bool
+	replaced string   // with undoable: where Commit moved the entries it replaced
+	placed   []string // entries Commit moved into place
 }
 
 // TargetOptions tune PrepareTarget.
@@ -40,6 +46,10 @@ type TargetOptions struct {
 	// Exact (with Force) makes the target hold only the restored entries: anything
 	// else in it is removed on commit (a database directory must not keep strays).
 	Exact bool
+	// Undoable keeps what Commit replaces until Done, so that Undo can put the
+	// target back as it was when what was restored fails a later step (a database
+	// that does not recover).
+	Undoable bool
 }
 
 // PrepareTarget checks dir and sets up its staging directory. A non-empty dir is
@@ -49,7 +59,7 @@ func PrepareTarget(dir string, opts TargetOptions) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Target{dir: abs, force: opts.Force, exact: opts.Exact}
+	t := &Target{dir: abs, force: opts.Force, exact: opts.Exact, undoable: opts.Undoable}
 	info, err := os.Stat(abs)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -93,6 +103,9 @@ func (t *Target) existing() ([]string, error) {
 			}
 			continue
 		}
+		if p := filepath.Join(t.dir, de.Name()); p == t.replaced {
+			continue
+		}
 		names = append(names, de.Name())
 	}
 	return names, nil
@@ -120,10 +133,23 @@ func (t *Target) Commit() error {
 			return err
 		}
 		for _, n := range names {
-			if keep[n] || t.exact {
-				if err := os.RemoveAll(filepath.Join(t.dir, n)); err != nil {
-					return fmt.Errorf("replace %s: %w", filepath.Join(t.dir, n), err)
+			if !keep[n] && !t.exact {
+				continue
+			}
+			p := filepath.Join(t.dir, n)
+			if t.undoable {
+				if t.replaced == "" {
+					if t.replaced, err = os.MkdirTemp(t.dir, replacedPrefix); err != nil {
+						return fmt.Errorf("set aside what %s holds: %w", t.dir, err)
+					}
 				}
+				if err := os.Rename(p, filepath.Join(t.replaced, n)); err != nil {
+					return fmt.Errorf("set aside %s: %w", p, err)
+				}
+				continue
+			}
+			if err := os.RemoveAll(p); err != nil {
+				return fmt.Errorf("replace %s: %w", p, err)
 			}
 		}
 	}
@@ -131,11 +157,66 @@ func (t *Target) Commit() error {
 		if err := os.Rename(filepath.Join(t.staging, de.Name()), filepath.Join(t.dir, de.Name())); err != nil {
 			return fmt.Errorf("move restored %s into place: %w", de.Name(), err)
 		}
+		t.placed = append(t.placed, de.Name())
 	}
 	if err := os.Remove(t.staging); err != nil {
 		return err
 	}
 	return syncDir(t.dir)
+}
+
+// Done forgets what an undoable Commit replaced: the restore stands.
+func (t *Target) Done() error {
+	if t.replaced == "" {
+		return nil
+	}
+	err := os.RemoveAll(t.replaced)
+	t.replaced = ""
+	return err
+}
+
+// Undo, after Commit, takes out what was restored (with Exact: everything the
+// target holds now) and puts back what it replaced. Without Undoable, what was
+// replaced is gone.
+func (t *Target) Undo() error {
+	var errs []error
+	remove := t.placed
+	if t.exact {
+		// Whatever is there now: a started database adds files of its own.
+		names, err := t.existing()
+		if err != nil {
+			return err
+		}
+		remove = names
+	}
+	for _, n := range remove {
+		if err := os.RemoveAll(filepath.Join(t.dir, n)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	t.placed = nil
+	if t.replaced != "" {
+		des, err := os.ReadDir(t.replaced)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, de := range des {
+			if err := os.Rename(filepath.Join(t.replaced, de.Name()), filepath.Join(t.dir, de.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) == 0 {
+			errs = append(errs, os.Remove(t.replaced))
+		}
+		t.replaced = ""
+	}
+	if t.created && len(errs) == 0 {
+		errs = append(errs, os.Remove(t.dir))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("put %s back as it was: %w", t.dir, err)
+	}
+	return nil
 }
 
 // Abort removes everything the restore wrote.

@@ -47,12 +47,16 @@ func closePack(pw *repo.PackWriter) error {
 // StoreWhole packs one file's whole content. A file that changes size while it is
 // read is stored as read, and its recorded size follows what was stored.
 func StoreWhole(pw *repo.PackWriter, en *Entry, progress func(int64)) (repo.File, error) {
+	return storeWhole(pw, en, progress, nil)
+}
+
+func storeWhole(pw *repo.PackWriter, en *Entry, progress func(int64), tap Tap) (repo.File, error) {
 	fh, err := os.Open(en.Abs)
 	if err != nil {
 		return repo.File{}, fmt.Errorf("read %s: %w", en.Abs, err)
 	}
 	defer fh.Close()
-	exts, err := pw.Write(&progressReader{r: fh, add: progress}, 0)
+	exts, err := pw.Write(&progressReader{r: tapped(fh, en, 0, tap), add: progress}, 0)
 	if err != nil {
 		return repo.File{}, fmt.Errorf("back up %s: %w", en.Abs, err)
 	}
@@ -104,10 +108,27 @@ type filePieces struct {
 	size    int64
 }
 
+// Tap, when it returns a writer for a range of a file starting at off, is given
+// the range's bytes exactly as they are stored (an engine records what it needs of
+// the copy, such as page flags, without reading the file twice). Ranges start at
+// multiples of the chunk size.
+type Tap func(en *Entry, off int64) io.Writer
+
+func tapped(r io.Reader, en *Entry, off int64, tap Tap) io.Reader {
+	if tap == nil {
+		return r
+	}
+	if w := tap(en, off); w != nil {
+		return io.TeeReader(r, w)
+	}
+	return r
+}
+
 // StoreChunked stores whole files like StoreAll with StoreWhole, but cuts files
 // larger than chunk into ranges stored by whichever worker is free, so one big file
 // (a 1 GiB relation segment) does not leave the other workers idle at the end.
-func StoreChunked(ctx context.Context, b *repo.Backup, entries []*Entry, workers int, chunk int64, progress func(int64)) error {
+// tap may be nil.
+func StoreChunked(ctx context.Context, b *repo.Backup, entries []*Entry, workers int, chunk int64, progress func(int64), tap Tap) error {
 	var jobs []chunkJob
 	for _, en := range entries {
 		if en.Size <= chunk {
@@ -127,7 +148,7 @@ func StoreChunked(ctx context.Context, b *repo.Backup, entries []*Entry, workers
 		return parallel.Worker[chunkJob]{
 			Do: func(j chunkJob) error {
 				if j.parts == nil {
-					f, err := StoreWhole(pw, j.en, progress)
+					f, err := storeWhole(pw, j.en, progress, tap)
 					if err != nil {
 						return err
 					}
@@ -135,7 +156,7 @@ func StoreChunked(ctx context.Context, b *repo.Backup, entries []*Entry, workers
 					b.AddFile(f)
 					return nil
 				}
-				exts, err := storeRange(pw, j, progress)
+				exts, err := storeRange(pw, j, progress, tap)
 				if err != nil {
 					return err
 				}
@@ -159,7 +180,7 @@ func jobSize(j chunkJob) int64 {
 
 // storeRange packs one range of a file. The last range reads to the end, so a file
 // that grew while it was read is stored as read.
-func storeRange(pw *repo.PackWriter, j chunkJob, progress func(int64)) ([]repo.Extent, error) {
+func storeRange(pw *repo.PackWriter, j chunkJob, progress func(int64), tap Tap) ([]repo.Extent, error) {
 	fh, err := os.Open(j.en.Abs)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", j.en.Abs, err)
@@ -169,7 +190,7 @@ func storeRange(pw *repo.PackWriter, j chunkJob, progress func(int64)) ([]repo.E
 	if j.off+j.len >= j.en.Size {
 		r = io.NewSectionReader(fh, j.off, 1<<62)
 	}
-	exts, err := pw.Write(&progressReader{r: r, add: progress}, j.off)
+	exts, err := pw.Write(&progressReader{r: tapped(r, j.en, j.off, tap), add: progress}, j.off)
 	if err != nil {
 		return nil, fmt.Errorf("back up %s: %w", j.en.Abs, err)
 	}

@@ -63,6 +63,57 @@ func (r *Repo) GetLog(ctx context.Context, source, name string) ([]byte, error) 
 	return plain, nil
 }
 
+// GetLogChecked reads a log object like GetLog and checks the plain bytes with
+// check (the engine's own hash of the content). A copy that cannot be read or
+// decoded, or fails the check, is read once more from the primary and then from
+// each replica; when no copy is intact the error is a *DamageError naming the
+// object, or the primary's read error.
+func (r *Repo) GetLogChecked(ctx context.Context, source, name string, check func(plain []byte) error) ([]byte, error) {
+	key := LogPrefix(source) + name
+	attempt := func(read func() ([]byte, error)) ([]byte, error) {
+		raw, err := read()
+		if err != nil {
+			return nil, err
+		}
+		plain, err := r.decodeAny(raw)
+		if err != nil {
+			return nil, &DamageError{Object: key, Reason: "cannot be decoded: " + err.Error()}
+		}
+		if err := check(plain); err != nil {
+			return nil, &DamageError{Object: key, Reason: err.Error()}
+		}
+		return plain, nil
+	}
+	var first error
+	for try := 0; try < 2; try++ {
+		plain, err := attempt(func() ([]byte, error) { return r.readAll(ctx, key) })
+		if err == nil {
+			return plain, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if errors.Is(err, storage.ErrNotFound) || ctx.Err() != nil {
+			break
+		}
+	}
+	if r.opts.AsReplica {
+		return nil, first
+	}
+	for _, url := range r.opts.Replicas {
+		st, err := r.replicaStore(ctx, url)
+		if err != nil {
+			continue
+		}
+		plain, err := attempt(func() ([]byte, error) { return st.ReadAll(ctx, key) })
+		if err == nil {
+			r.log.Warn("read an intact copy from a replica", "object", key, "replica", url, "primary", ScrubError(first.Error()))
+			return plain, nil
+		}
+	}
+	return nil, first
+}
+
 // decodeAny decodes an object whose encoding is told by its first bytes: an age
 // header, then (inside or alone) a zstd frame, else raw bytes.
 func (r *Repo) decodeAny(raw []byte) ([]byte, error) {

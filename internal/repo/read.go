@@ -28,6 +28,9 @@ type DamageError struct {
 }
 
 func (e *DamageError) Error() string {
+	if e.Backup == "" { // a log object, outside any backup
+		return fmt.Sprintf("object %s is damaged: %s", e.Object, e.Reason)
+	}
 	return fmt.Sprintf("backup %s: object %s is damaged: %s", e.Backup, e.Object, e.Reason)
 }
 

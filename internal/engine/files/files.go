@@ -125,7 +125,7 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 		b.AddFile(en.File)
 	}
 	req.Progress.SetTotal(total)
-	err = fstree.StoreChunked(ctx, b, toStore, req.Repo.Options().Workers, 64<<20, req.Progress.Add)
+	err = fstree.StoreChunked(ctx, b, toStore, req.Repo.Options().Workers, 64<<20, req.Progress.Add, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -245,12 +245,18 @@ func (a *archive) fetch(ctx context.Context, file string) ([]byte, error) {
 	if best == nil {
 		return nil, fmt.Errorf("%s: %w", file, ErrNotArchived)
 	}
-	data, err := a.r.GetLog(ctx, a.source, best.Rel)
+	data, err := a.r.GetLogChecked(ctx, a.source, best.Rel, func(plain []byte) error {
+		if hash32(plain) != best.Hash {
+			return errors.New("content does not match the hash in its name")
+		}
+		return nil
+	})
 	if err != nil {
+		var d *repo.DamageError
+		if errors.As(err, &d) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("fetch %s: %w", file, err)
-	}
-	if hash32(data) != best.Hash {
-		return nil, &repo.DamageError{Object: repo.LogPrefix(a.source) + best.Rel, Reason: "content does not match the hash in its name"}
 	}
 	if best.Partial {
 		padded := make([]byte, a.segSize)

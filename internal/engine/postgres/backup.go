@@ -66,6 +66,12 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 		if parent == nil {
 			req.Log.Warn("no full backup of this cluster to base a diff on: taking a full backup", "source", e.src.Name)
 			typ = repo.TypeFull
+		} else if parentInfo.Scheme < schemeExact && takenScheme >= schemeExact && !(parentInfo.Server.Checksums && info.Checksums) {
+			// Without data checksums, a page VACUUM marked all-visible after that full
+			// kept its LSN, and the full did not record its flags to compare with.
+			req.Log.Warn("the newest full backup was taken by an earlier hartvault that did not record page visibility flags, and the cluster has no data checksums: a diff on it could not be exact, taking a full backup",
+				"source", e.src.Name, "full", parent.ID)
+			parent, parentInfo, typ = nil, nil, repo.TypeFull
 		}
 	}
 	spcs, err := tablespaces(ctx, conn)
@@ -115,8 +121,15 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 	req.Progress.SetTotal(total)
 	var changedPages atomic.Int64
 	var wholeFiles atomic.Int64
+	var allVisible map[string]pageRuns
 	if parent == nil {
-		err = fstree.StoreChunked(ctx, b, toStore, req.Repo.Options().Workers, chunkSize, req.Progress.Add)
+		var tap fstree.Tap
+		flags := newFlagRecorder()
+		if takenScheme >= schemeExact {
+			tap = flags.tap
+		}
+		err = fstree.StoreChunked(ctx, b, toStore, req.Repo.Options().Workers, chunkSize, req.Progress.Add, tap)
+		allVisible = flags.finish()
 	} else {
 		err = e.storeDiff(ctx, b, toStore, parent, parentFiles, parentInfo, req, &changedPages, &wholeFiles)
 	}
@@ -130,7 +143,8 @@ func (e *Engine) Backup(ctx context.Context, req engine.BackupRequest) (*repo.Ma
 	}
 	stopTime := time.Now().UTC()
 	bi := &Info{Server: info, Label: label, StartLSN: start.String(), StopLSN: stop.LSN.String(), StopTime: stopTime,
-		TablespaceMap: stop.TablespaceMap, Tablespaces: spcs, ChangedPages: changedPages.Load(), WholeFiles: int(wholeFiles.Load())}
+		TablespaceMap: stop.TablespaceMap, Tablespaces: spcs, ChangedPages: changedPages.Load(), WholeFiles: int(wholeFiles.Load()),
+		Scheme: takenScheme, AllVisible: allVisible}
 	bi.Timeline = labelTimeline(stop.BackupLabel, info.Timeline)
 	bi.StartWAL = SegName(bi.Timeline, uint64(start)/uint64(info.SegSize), info.SegSize)
 	bi.StopWAL = SegName(bi.Timeline, uint64(stop.LSN-1)/uint64(info.SegSize), info.SegSize)
@@ -155,12 +169,20 @@ const chunkSize = 64 << 20
 func (e *Engine) storeDiff(ctx context.Context, b *repo.Backup, toStore []*fstree.Entry, parent *repo.Manifest,
 	parentFiles map[string]*repo.File, parentInfo *Info, req engine.BackupRequest, changedPages, wholeFiles *atomic.Int64) error {
 	scratch := sync.Pool{New: newDiffScratch}
+	// A full taken before flags were recorded (only ever used with data checksums,
+	// where setting PD_ALL_VISIBLE moves the page LSN) has no flags to compare.
+	compareFlags := parentInfo.Scheme >= schemeExact
 	return fstree.StoreAll(ctx, b, toStore, req.Repo.Options().Workers, func(pw *repo.PackWriter, en *fstree.Entry) (repo.File, error) {
 		if pf := parentFiles[en.Path]; pf != nil && pf.Type == repo.TypeRegular {
 			if rf, ok := parseRelFile(en.Path); ok && pageLSNFork(rf.fork) {
 				sc := scratch.Get().(*diffScratch)
 				defer scratch.Put(sc)
-				f, n, err := diffFile(pw, en, pf, parent.ID, parentInfo.startLSN(), req.Progress.Add, sc)
+				var flags *pageRuns
+				if compareFlags {
+					r := parentInfo.AllVisible[en.Path]
+					flags = &r
+				}
+				f, n, err := diffFile(pw, en, pf, parent.ID, parentInfo.startLSN(), flags, req.Progress.Add, sc)
 				changedPages.Add(n)
 				return f, err
 			}
@@ -277,11 +299,14 @@ func (e *Engine) scan(ctx context.Context, spcs []tablespace, log *slog.Logger) 
 	return out, nil
 }
 
-// diffFile stores the pages of a relation file that changed since the full started
-// (page LSN at or past its start, pages past the full's end, and new all-zero
-// pages), as overlay extents on top of the full's extents for the file. Hint-bit
-// changes do not move a page's LSN and are not needed for recovery.
-func diffFile(pw *repo.PackWriter, en *fstree.Entry, pf *repo.File, parentID string, since LSN, progress func(int64), scratch *diffScratch) (repo.File, int64, error) {
+// diffFile stores the pages of a main-fork relation file that changed since the
+// full started (page LSN at or past its start, PD_ALL_VISIBLE unlike the full's
+// copy, pages past the full's end, and new all-zero pages), as overlay extents on
+// top of the full's extents for the file. parentFlags lists the full's all-visible
+// pages (nil: not recorded, do not compare). Other hint-bit changes do not move a
+// page's LSN and are not needed for recovery.
+func diffFile(pw *repo.PackWriter, en *fstree.Entry, pf *repo.File, parentID string, since LSN, parentFlags *pageRuns,
+	progress func(int64), scratch *diffScratch) (repo.File, int64, error) {
 	fh, err := os.Open(en.Abs)
 	if err != nil {
 		return repo.File{}, 0, fmt.Errorf("read %s: %w", en.Abs, err)
@@ -322,7 +347,8 @@ func diffFile(pw *repo.PackWriter, en *fstree.Entry, pf *repo.File, parentID str
 		for off := 0; off < n; off += blockSize {
 			page := buf[off:min(off+blockSize, n)]
 			pageNo := (pos + int64(off)) / blockSize
-			if len(page) == blockSize && pageNo < parentPages && !allZero(page) && pageLSN(page) < since {
+			if len(page) == blockSize && pageNo < parentPages && !allZero(page) && pageLSN(page) < since &&
+				(parentFlags == nil || allVisibleFlag(page) == parentFlags.has(uint32(pageNo))) {
 				if err := flush(); err != nil {
 					return repo.File{}, 0, err
 				}

@@ -47,10 +47,16 @@ func parseRelFile(p string) (relFile, bool) {
 	return relFile{dir: path.Dir(p), relfilenode: m[2], fork: m[3], segno: seg, temp: m[1] != ""}, true
 }
 
-// pageLSNFork reports whether a fork's pages carry an LSN that moves with every
-// WAL-logged change: the free space map's pages are not WAL-logged, so it is
-// copied whole.
-func pageLSNFork(fork string) bool { return fork == "" || fork == "vm" || fork == "init" }
+// pageLSNFork reports whether a diff may take a fork's pages from the full by page
+// LSN. Only the main fork: the visibility map's bits are cleared without moving its
+// page LSN, the free space map is not WAL-logged, and init forks are written before
+// their LSN is set (and are tiny). See docs/postgres.md.
+func pageLSNFork(fork string) bool {
+	if takenScheme < schemeExact {
+		return fork == "" || fork == "vm" || fork == "init"
+	}
+	return fork == ""
+}
 
 // skipper decides what a scan of the data directory leaves out. unlogged holds the
 // directory/relfilenode pairs that have an init fork: their other forks are

@@ -60,6 +60,11 @@ type Info struct {
 	// Diff backups: pages changed since the full's start, and files stored whole.
 	ChangedPages int64 `json:"changed_pages,omitempty"`
 	WholeFiles   int   `json:"whole_files,omitempty"`
+	// Scheme is how the backup was taken (schemeExact, or 0 before it).
+	Scheme int `json:"scheme,omitempty"`
+	// AllVisible (fulls): per main-fork relation file, the pages whose stored copy
+	// carries PD_ALL_VISIBLE, which a diff compares with the live pages.
+	AllVisible map[string]pageRuns `json:"all_visible,omitempty"`
 }
 
 // ReadInfo decodes a manifest's PostgreSQL section.

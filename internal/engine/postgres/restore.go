@@ -35,6 +35,11 @@ type pgPlan struct {
 	mode     string
 	time     time.Time
 	timeline uint32 // recovery_target_timeline
+	// For modeLatest: the end of the archived WAL recovery must reach (0: not
+	// known), its segment, and the last commit in it.
+	reach      LSN
+	lastSeg    string
+	lastCommit time.Time
 	// replica is the URL of the replica restored from ("" the plan's repository):
 	// recovery fetches its WAL from there too.
 	replica string
@@ -49,6 +54,10 @@ type window struct {
 	segments   int
 	timelines  []uint32 // along the path recovery follows
 	timeline   uint32   // the timeline recovery ends on
+	// missing is the first segment recovery would need that is not archived, and
+	// beyond how many segments after it are (WAL past a hole).
+	missing string
+	beyond  int
 }
 
 // postgresBackups returns the PostgreSQL backups with their sections.
@@ -161,6 +170,18 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 		if p.time.Before(p.info.StopTime) {
 			p.time = p.info.StopTime
 		}
+		if w.beyond > 0 {
+			return nil, fmt.Errorf("%w: %s cannot be restored to the latest archived WAL: segment %s is missing from the archive, but %d later segments are archived; "+
+				"restore with --to a time up to %s (the last commit before the hole), or put the segment back",
+				repo.ErrNoBackup, e.src.Name, w.missing, w.beyond, fmtTime(w.lastCommit))
+		}
+		if w.lastCommit.After(p.info.StopTime) {
+			p.lastCommit = w.lastCommit // replayed for certain: after the backup is consistent
+		}
+		p.lastSeg = w.lastSeg
+		if p.reach, err = e.walEnd(ctx, req.Repo, p.info, w.lastSeg); err != nil {
+			return nil, err
+		}
 	case modeTime:
 		if w.lastCommit.IsZero() || p.time.After(w.lastCommit) {
 			latest := w.lastCommit
@@ -203,6 +224,9 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 	if p.target.Type == repo.TypeDiff {
 		rp.Steps = append(rp.Steps, fmt.Sprintf("write the full's files, then %d changed pages and %d whole files of the diff", p.info.ChangedPages, p.info.WholeFiles))
 	}
+	if vm := untrustedVM(p.target, p.info); len(vm) > 0 {
+		rp.Steps = append(rp.Steps, legacyNote(p.target, len(vm)))
+	}
 	tls := make([]string, len(w.timelines))
 	for i, t := range w.timelines {
 		tls[i] = strconv.Itoa(int(t))
@@ -219,9 +243,39 @@ func (e *Engine) PlanRestore(ctx context.Context, req engine.RestoreRequest) (*e
 		rp.Steps = append(rp.Steps, fmt.Sprintf("recovery_target_time = '%s', recovery_target_action = 'promote'", pgTime(p.time)))
 	case modeLatest:
 		rp.Steps = append(rp.Steps, "replay all archived WAL (to its end), then promote")
+		if p.reach > 0 {
+			rp.Steps = append(rp.Steps, fmt.Sprintf("with --start, the restore fails (and takes the cluster out again) unless replay reached LSN %s, the end of %s", p.reach, p.lastSeg))
+		}
 	}
 	rp.Steps = append(rp.Steps, fmt.Sprintf("restore_command = '%s'", e.restoreCommand(p)))
 	return rp, nil
+}
+
+// walEnd finds where the archived WAL ends in segment seg (or, when one record spans
+// it whole, in one of the few before it on its timeline); 0 when it cannot tell.
+func (e *Engine) walEnd(ctx context.Context, r *repo.Repo, info *Info, seg string) (LSN, error) {
+	tli, segno, ok := ParseSegName(seg, info.Server.SegSize)
+	if !ok {
+		return 0, nil
+	}
+	a := &archive{r: r, source: e.src.Name, sysid: info.Server.SystemID, segSize: info.Server.SegSize}
+	for i := uint64(0); i < 4 && i <= segno; i++ {
+		data, err := a.fetch(ctx, SegName(tli, segno-i, info.Server.SegSize))
+		if errors.Is(err, ErrNotArchived) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read the last archived WAL of %s: %w", e.src.Name, err)
+		}
+		end, ok, err := WALEnd(data)
+		if err != nil {
+			return 0, fmt.Errorf("read the last archived WAL of %s (%s): %w", e.src.Name, seg, err)
+		}
+		if ok {
+			return end, nil
+		}
+	}
+	return 0, nil
 }
 
 func fmtTime(t time.Time) string {
@@ -339,25 +393,35 @@ func (e *Engine) Restore(ctx context.Context, req engine.RestoreRequest, rp *eng
 		}
 	}
 	m := p.target
-	files := make([]*repo.File, len(m.Files))
+	skip := untrustedVM(m, p.info)
+	files := make([]*repo.File, 0, len(m.Files))
 	var total int64
 	var owner *repo.Owner
 	for i := range m.Files {
-		files[i] = &m.Files[i]
-		total += m.Files[i].Size
-		if m.Files[i].Path == "PG_VERSION" {
-			owner = m.Files[i].Owner
+		f := &m.Files[i]
+		if f.Path == "PG_VERSION" {
+			owner = f.Owner
 		}
+		if skip[f.Path] {
+			continue
+		}
+		files = append(files, f)
+		total += f.Size
+	}
+	if len(skip) > 0 {
+		rp.Notes = append(rp.Notes, legacyNote(m, len(skip)))
 	}
 	if req.Progress == nil {
 		req.Progress = engine.NoProgress{}
 	}
 	req.Progress.SetTotal(total)
-	spcDirs, err := tablespaceDirs(req.Target, p.info.Tablespaces, req.Force)
+	spcs, err := tablespaceDirs(req.Target, p.info.Tablespaces, req.Force)
 	if err != nil {
 		return err
 	}
-	t, err := fstree.PrepareTarget(req.Target, fstree.TargetOptions{Force: req.Force, Exact: true})
+	// Undoable: a cluster that does not recover to the target is taken out again,
+	// and what the target held before is put back.
+	t, err := fstree.PrepareTarget(req.Target, fstree.TargetOptions{Force: req.Force, Exact: true, Undoable: true})
 	if err != nil {
 		return err
 	}
@@ -372,23 +436,49 @@ func (e *Engine) Restore(ctx context.Context, req engine.RestoreRequest, rp *eng
 		t.Abort()
 		return err
 	}
-	if err := chownTree(t.Dir(), owner, false); err != nil {
+	fail := func(err error) error {
+		if uerr := undoTablespaces(spcs); uerr != nil {
+			return fmt.Errorf("%w; and %v", err, uerr)
+		}
+		if uerr := t.Undo(); uerr != nil {
+			return fmt.Errorf("%w; and %v", err, uerr)
+		}
 		return err
+	}
+	if err := chownTree(t.Dir(), owner, false); err != nil {
+		return fail(err)
 	}
 	os.Chmod(t.Dir(), 0o700)
-	if err := placeTablespaces(t.Dir(), spcDirs, owner); err != nil {
-		return err
+	if err := placeTablespaces(t.Dir(), spcs, owner); err != nil {
+		return fail(err)
 	}
 	if !req.Start {
-		rp.Notes = append(rp.Notes, fmt.Sprintf("start it with: pg_ctl -D %s start (recovery replays WAL through restore_command, then promotes)", t.Dir()))
-		return nil
+		rp.Notes = append(rp.Notes, fmt.Sprintf("start it with: pg_ctl -D %s start (recovery replays WAL through restore_command, then promotes; "+
+			"a WAL file that cannot be read intact stops recovery instead of ending it early)", t.Dir()))
+		return finishPlacement(t, spcs)
 	}
-	took, err := e.start(ctx, t.Dir(), req.Port, owner)
+	reached, err := e.start(ctx, t.Dir(), req.Port, owner)
+	if err == nil {
+		err = p.checkReached(reached)
+		if err != nil {
+			err = fmt.Errorf("%w%s", err, logTail(reached.log))
+		}
+	}
 	if err != nil {
+		e.stop(t.Dir(), owner)
+		return fail(fmt.Errorf("restore of %s: %w; %s was put back as it was", e.src.Name, keepLog(err, reached.log, t.Dir()), t.Dir()))
+	}
+	rp.Notes = append(rp.Notes, fmt.Sprintf("started on port %d; WAL replay and promotion took %s; %s",
+		req.Port, reached.took.Round(time.Millisecond), p.reachedNote(reached)))
+	return finishPlacement(t, spcs)
+}
+
+// finishPlacement drops what the restore replaced: the restore stands.
+func finishPlacement(t *fstree.Target, spcs []spcPlace) error {
+	if err := doneTablespaces(spcs); err != nil {
 		return err
 	}
-	rp.Notes = append(rp.Notes, fmt.Sprintf("started on port %d; WAL replay and promotion took %s", req.Port, took.Round(time.Millisecond)))
-	return nil
+	return t.Done()
 }
 
 // tablespacesBase is where a restore puts tablespaces: next to the data directory,
@@ -401,51 +491,96 @@ func tablespacesBase(target string) string {
 	return abs + ".tablespaces"
 }
 
+// spcPlace is where one tablespace of a restore goes.
+type spcPlace struct {
+	oid     string
+	dir     string
+	aside   string // what dir held before (with --force), until the restore stands
+	placed  bool
+	madeDir bool // the tablespaces' base directory was created by this restore
+}
+
 // tablespaceDirs checks where each tablespace will go, before anything is written:
 // a directory holding files is refused without --force.
-func tablespaceDirs(target string, spcs []tablespace, force bool) (map[string]string, error) {
-	out := map[string]string{}
+func tablespaceDirs(target string, spcs []tablespace, force bool) ([]spcPlace, error) {
+	var out []spcPlace
 	for _, s := range spcs {
 		dir := filepath.Join(tablespacesBase(target), s.OID)
-		if des, err := os.ReadDir(dir); err == nil && len(des) > 0 {
-			if !force {
-				return nil, fmt.Errorf("tablespace %s would be restored to %s, which is not empty (use --force to replace it)", s.Name, dir)
-			}
-			if err := os.RemoveAll(dir); err != nil {
-				return nil, err
-			}
+		if des, err := os.ReadDir(dir); err == nil && len(des) > 0 && !force {
+			return nil, fmt.Errorf("tablespace %s would be restored to %s, which is not empty (use --force to replace it)", s.Name, dir)
 		}
-		out[s.OID] = dir
+		out = append(out, spcPlace{oid: s.OID, dir: dir})
 	}
 	return out, nil
 }
 
 // placeTablespaces moves each restored tablespace out of pg_tblspc/<oid> to its
 // directory and links it back, as PostgreSQL expects (13 and 14 accept only links).
-func placeTablespaces(dataDir string, dirs map[string]string, owner *repo.Owner) error {
-	for oid, dir := range dirs {
-		src := filepath.Join(dataDir, "pg_tblspc", oid)
+// What a directory held before is set aside until the restore stands.
+func placeTablespaces(dataDir string, spcs []spcPlace, owner *repo.Owner) error {
+	for i := range spcs {
+		sp := &spcs[i]
+		src := filepath.Join(dataDir, "pg_tblspc", sp.oid)
 		if info, err := os.Lstat(src); err != nil || !info.IsDir() {
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		base := filepath.Dir(sp.dir)
+		if _, err := os.Stat(base); errors.Is(err, os.ErrNotExist) {
+			sp.madeDir = true
+		}
+		if err := os.MkdirAll(base, 0o700); err != nil {
 			return err
 		}
-		if err := chownTree(filepath.Dir(dir), owner, false); err != nil {
+		if err := chownTree(base, owner, false); err != nil {
 			return err
 		}
-		os.Remove(dir) // an empty directory left by an earlier restore
-		if err := os.Rename(src, dir); err != nil {
-			return fmt.Errorf("place tablespace %s at %s: %w", oid, dir, err)
+		if des, err := os.ReadDir(sp.dir); err == nil && len(des) > 0 {
+			sp.aside = sp.dir + ".hartvault-replaced"
+			os.RemoveAll(sp.aside) // left by a restore that was killed
+			if err := os.Rename(sp.dir, sp.aside); err != nil {
+				return fmt.Errorf("set aside tablespace directory %s: %w", sp.dir, err)
+			}
 		}
-		if err := os.Symlink(dir, src); err != nil {
-			return fmt.Errorf("link tablespace %s: %w", oid, err)
+		os.Remove(sp.dir) // an empty directory left by an earlier restore
+		if err := os.Rename(src, sp.dir); err != nil {
+			return fmt.Errorf("place tablespace %s at %s: %w", sp.oid, sp.dir, err)
+		}
+		sp.placed = true
+		if err := os.Symlink(sp.dir, src); err != nil {
+			return fmt.Errorf("link tablespace %s: %w", sp.oid, err)
 		}
 		if err := chownTree(src, owner, false); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// undoTablespaces takes restored tablespaces out and puts back what they replaced.
+func undoTablespaces(spcs []spcPlace) error {
+	var errs []error
+	for _, sp := range spcs {
+		if sp.placed {
+			errs = append(errs, os.RemoveAll(sp.dir))
+		}
+		if sp.aside != "" {
+			errs = append(errs, os.Rename(sp.aside, sp.dir))
+		}
+		if sp.madeDir {
+			os.Remove(filepath.Dir(sp.dir)) // only if empty
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func doneTablespaces(spcs []spcPlace) error {
+	var errs []error
+	for _, sp := range spcs {
+		if sp.aside != "" {
+			errs = append(errs, os.RemoveAll(sp.aside))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // recoveryTimeline names the timeline chosen by the plan: "latest" would follow the
@@ -544,30 +679,40 @@ func rewriteAutoConf(conf string, lines []string) error {
 	return os.Rename(tmp, conf)
 }
 
+// reached is where a started restore's recovery ended.
+type reached struct {
+	took     time.Duration
+	lsn      LSN       // pg_last_wal_replay_lsn: the end of the last record replayed
+	lastXact time.Time // pg_last_xact_replay_timestamp: the last commit or abort replayed
+	log      string    // the server log of the recovery
+}
+
 // start runs pg_ctl start as the data directory's owner and waits until recovery
-// has finished and the cluster is promoted; it returns how long that took.
-func (e *Engine) start(ctx context.Context, dir string, port int, owner *repo.Owner) (time.Duration, error) {
+// has finished and the cluster is promoted; it returns where replay ended and how
+// long it took.
+func (e *Engine) start(ctx context.Context, dir string, port int, owner *repo.Owner) (reached, error) {
+	var r reached
 	if port == 0 {
-		return 0, errors.New("--start needs --port")
+		return r, errors.New("--start needs --port")
 	}
 	bin, err := e.binDir()
 	if err != nil {
-		return 0, err
+		return r, err
 	}
 	logDir := filepath.Join(dir, "log")
 	os.MkdirAll(logDir, 0o700)
 	chownTree(logDir, owner, true)
-	logFile := filepath.Join(logDir, "hartvault-restore.log")
+	r.log = filepath.Join(logDir, "hartvault-restore.log")
 	began := time.Now()
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pg_ctl"), "-D", dir, "-l", logFile, "-w", "-t", "3600",
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pg_ctl"), "-D", dir, "-l", r.log, "-w", "-t", "3600",
 		"-o", fmt.Sprintf("-p %d -k %s", port, dir), "start")
 	runAs(cmd, owner)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("start the restored cluster: %v: %s%s", err, strings.TrimSpace(string(out)), logTail(logFile))
+		return r, fmt.Errorf("start the restored cluster: %v: %s%s", err, strings.TrimSpace(string(out)), logTail(r.log))
 	}
 	cfg, err := pgx.ParseConfig(e.src.Conninfo)
 	if err != nil {
-		return 0, err
+		return r, err
 	}
 	cfg.Host, cfg.Port, cfg.Database = dir, uint16(port), "postgres"
 	cfg.Fallbacks = nil
@@ -575,21 +720,88 @@ func (e *Engine) start(ctx context.Context, dir string, port int, owner *repo.Ow
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err == nil {
 			var inRecovery bool
-			err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+			var lsn string
+			var last *time.Time
+			err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery(), coalesce(pg_last_wal_replay_lsn()::text, '0/0'), pg_last_xact_replay_timestamp()").
+				Scan(&inRecovery, &lsn, &last)
 			conn.Close(ctx)
 			if err == nil && !inRecovery {
-				return time.Since(began), nil
+				r.took = time.Since(began)
+				r.lsn, _ = ParseLSN(lsn)
+				if last != nil {
+					r.lastXact = last.UTC()
+				}
+				return r, nil
 			}
 		}
 		if !fileExists(filepath.Join(dir, "postmaster.pid")) {
-			return 0, fmt.Errorf("the restored cluster stopped during recovery%s", logTail(logFile))
+			return r, fmt.Errorf("the restored cluster stopped during recovery%s", logTail(r.log))
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return r, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// stop stops a restored cluster that is not to be kept, at once.
+func (e *Engine) stop(dir string, owner *repo.Owner) {
+	if !fileExists(filepath.Join(dir, "postmaster.pid")) {
+		return
+	}
+	bin, err := e.binDir()
+	if err != nil {
+		return
+	}
+	cmd := exec.Command(filepath.Join(bin, "pg_ctl"), "-D", dir, "-m", "immediate", "-w", "-t", "60", "stop")
+	runAs(cmd, owner)
+	cmd.Run()
+}
+
+// keepLog copies the server log of a failed recovery next to the target before the
+// target is put back, and says where it is.
+func keepLog(err error, log, target string) error {
+	b, rerr := os.ReadFile(log)
+	if rerr != nil || len(b) == 0 {
+		return err
+	}
+	kept := filepath.Clean(target) + ".failed-restore.log"
+	if os.WriteFile(kept, b, 0o600) != nil {
+		return err
+	}
+	return fmt.Errorf("%w (the server log is kept in %s)", err, kept)
+}
+
+// checkReached fails a restore whose recovery ended short of the plan: PostgreSQL
+// stops at a time target or at consistency by itself (and fails when it cannot),
+// but "the end of the archive" is only where restore_command first said "not
+// archived", which a segment lost since the plan would move.
+func (p *pgPlan) checkReached(r reached) error {
+	if p.mode != modeLatest {
+		return nil
+	}
+	if p.reach > 0 && r.lsn < p.reach {
+		return fmt.Errorf("recovery ended at LSN %s, short of the end of the archived WAL at %s (segment %s): WAL in between could not be fetched",
+			r.lsn, p.reach, p.lastSeg)
+	}
+	if !p.lastCommit.IsZero() && r.lastXact.Before(p.lastCommit) {
+		last := "none"
+		if !r.lastXact.IsZero() {
+			last = r.lastXact.Format(time.RFC3339Nano)
+		}
+		return fmt.Errorf("recovery ended after the commit of %s, short of the last archived commit at %s",
+			last, p.lastCommit.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// reachedNote says where replay ended, as checked.
+func (p *pgPlan) reachedNote(r reached) string {
+	if p.mode == modeLatest && p.reach > 0 {
+		return fmt.Sprintf("replay reached LSN %s, the end of the archived WAL (%s or later)", r.lsn, p.reach)
+	}
+	return fmt.Sprintf("replay ended at LSN %s", r.lsn)
 }
 
 func logTail(p string) string {
@@ -597,15 +809,16 @@ func logTail(p string) string {
 	if err != nil || len(b) == 0 {
 		return ""
 	}
-	// The cause is in the FATAL, PANIC or ERROR lines, not in the shutdown that follows.
+	// The cause is in the FATAL, PANIC or ERROR lines (and what restore_command said),
+	// not in the shutdown that follows.
 	var picked []string
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if strings.Contains(l, "FATAL:") || strings.Contains(l, "PANIC:") || strings.Contains(l, "ERROR:") {
+		if strings.Contains(l, "FATAL:") || strings.Contains(l, "PANIC:") || strings.Contains(l, "ERROR:") || strings.HasPrefix(l, "hartvault: ") {
 			picked = append(picked, strings.TrimSpace(l))
 		}
 	}
 	if len(picked) > 3 {
 		picked = picked[len(picked)-3:]
 	}
-	return " (server log " + p + ": " + strings.Join(picked, " | ") + ")"
+	return " (server log: " + strings.Join(picked, " | ") + ")"
 }

@@ -118,14 +118,11 @@ func walkPath(segs map[string]walObject, path []timelineStep, start uint64, segS
 	step := 0
 	seen := map[uint32]bool{}
 	for segno := start; ; segno++ {
-		segEnd := LSN((segno + 1) * uint64(segSize))
-		// A segment holding a switch point is read from the newer timeline.
-		for step < len(path)-1 && path[step].End < segEnd {
-			step++
-		}
+		step = max(step, stepAt(path, segno, segSize))
 		name := SegName(path[step].TLI, segno, segSize)
 		o, ok := segs[name]
 		if !ok {
+			w.missing, w.beyond = name, archivedBeyond(segs, path, segno, segSize)
 			break
 		}
 		if !seen[path[step].TLI] {
@@ -145,6 +142,34 @@ func walkPath(segs map[string]walObject, path []timelineStep, start uint64, segS
 		}
 	}
 	return w
+}
+
+// archivedBeyond counts the archived segments past segno that recovery along path
+// would read (each on the timeline the path is on there): WAL after a hole, which
+// recovery cannot reach.
+func archivedBeyond(segs map[string]walObject, path []timelineStep, segno uint64, segSize int64) int {
+	n := 0
+	for name := range segs {
+		tli, no, ok := ParseSegName(name, segSize)
+		if !ok || no <= segno {
+			continue
+		}
+		if path[stepAt(path, no, segSize)].TLI == tli {
+			n++
+		}
+	}
+	return n
+}
+
+// stepAt is the step of path whose timeline recovery reads segment segno from: a
+// segment holding a switch point is read from the newer timeline.
+func stepAt(path []timelineStep, segno uint64, segSize int64) int {
+	segEnd := LSN((segno + 1) * uint64(segSize))
+	step := 0
+	for step < len(path)-1 && path[step].End < segEnd {
+		step++
+	}
+	return step
 }
 
 // chooseTimeline picks the timeline a restore follows: of the backup's timeline and

@@ -266,3 +266,38 @@ func xactTime(rec []byte) (time.Time, bool) {
 	us := int64(binary.LittleEndian.Uint64(rec[len(rec)-mainLen:]))
 	return pgEpoch.Add(time.Duration(us) * time.Microsecond), true
 }
+
+// WALEnd returns the position just past the last record that completes in a
+// segment (one continued from the segment before counts), the way
+// pg_last_wal_replay_lsn reports a replay that ended there; ok is false when no
+// record completes in it (one record spans the whole segment).
+func WALEnd(seg []byte) (end LSN, ok bool, err error) {
+	h, err := ReadSegmentHeader(seg)
+	if err != nil {
+		return 0, false, err
+	}
+	l := newLogical(seg, int(h.BlockSize), h.PageAddr)
+	last := -1
+	if l.remLen > 0 {
+		if !l.has(l.remLen) {
+			return 0, false, nil
+		}
+		last = l.remLen
+	}
+	pos := align8(l.remLen)
+	var hdr [recordHeaderSize]byte
+	for l.read(pos, hdr[:]) {
+		totLen := int(binary.LittleEndian.Uint32(hdr[0:4]))
+		if totLen < recordHeaderSize || !l.has(pos+totLen) {
+			break
+		}
+		last = pos + totLen
+		pos += align8(totLen)
+	}
+	if last <= 0 {
+		return 0, false, nil
+	}
+	// The byte after the record's last one: at a page's end that is the next page's
+	// start, not the first byte after its header.
+	return h.PageAddr + LSN(l.phys(last-1)+1), true, nil
+}

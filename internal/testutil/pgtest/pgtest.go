@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hartonomous/hartvault/internal/testutil/pgoracle"
 )
 
 // BinDir finds the PostgreSQL server binaries: $HARTVAULT_PG_BIN, else the newest
@@ -277,12 +279,39 @@ func (c *Cluster) DumpAll() string {
 	return c.mustRun(filepath.Join(c.Bin, "pg_dumpall"), args...)
 }
 
-// AmCheck runs pg_amcheck on every database and fails the test on corruption.
-func (c *Cluster) AmCheck() {
+// Server is how the oracle reaches the cluster.
+func (c *Cluster) Server() pgoracle.Server {
+	return pgoracle.Server{Host: c.SockDir, Port: c.Port, User: "postgres", BinDir: c.Bin}
+}
+
+// CheckExact fails the test unless the cluster answers as the engine itself would
+// be checked (pgoracle.Check): index-only counts equal sequential counts, nothing
+// contradicts the visibility map, pg_amcheck --heapallindexed is clean. Every
+// restored cluster a test starts goes through it.
+func (c *Cluster) CheckExact() *pgoracle.Report {
 	c.tb.Helper()
-	c.SQL("postgres", "CREATE EXTENSION IF NOT EXISTS amcheck")
-	c.mustRun(filepath.Join(c.Bin, "pg_amcheck"), "-h", c.SockDir, "-p", strconv.Itoa(c.Port), "-U", "postgres",
-		"--all", "--install-missing", "--heapallindexed")
+	rep, err := pgoracle.Check(Context(c.tb), c.Server())
+	if err != nil {
+		c.tb.Fatalf("checking the restored cluster: %v", err)
+	}
+	if !rep.OK() {
+		c.tb.Fatal(rep.String())
+	}
+	return rep
+}
+
+// AmCheck is CheckExact (the name older tests use).
+func (c *Cluster) AmCheck() { c.tb.Helper(); c.CheckExact() }
+
+// Snapshot records what sequential scans see of every user table, to compare a
+// restore with the source at the instant it was taken.
+func (c *Cluster) Snapshot() pgoracle.State {
+	c.tb.Helper()
+	st, err := pgoracle.Snapshot(Context(c.tb), c.Server())
+	if err != nil {
+		c.tb.Fatalf("snapshot of the cluster: %v", err)
+	}
+	return st
 }
 
 // Pgbench runs pgbench against the cluster's postgres database.
